@@ -1,0 +1,183 @@
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../logging/logger.js';
+import { Metrics } from '../metrics/metrics.js';
+import { createPrometheusRegistry } from '../metrics/prometheus.js';
+import { MetricsLogger } from '../metrics/metrics-logger.js';
+import { loadUws, type Uws } from '../server/uws.js';
+import { createApp, listen, registerRoutes, type HttpRoute } from '../server/http-server.js';
+import { healthRoute } from '../server/health.js';
+import { WsEndpoint } from '../server/ws-endpoint.js';
+import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
+import { Hub } from '../hub/hub.js';
+import { Node } from '../node/node.js';
+import { DisconnectQueue } from '../node/disconnect-queue.js';
+import { NullController } from '../node/null-controller.js';
+import type { Controller } from '../node/controller.js';
+import { IdentifiedController, JwtIdentifier, PublicIdentifier, WsKeyIdentifier, type Identifier } from '../auth/identified-controller.js';
+import { JwtVerifier } from '../auth/jwt.js';
+import { tokenRoute } from '../auth/token-route.js';
+import { loadUsersFile } from '../auth/users.js';
+import { StreamsController } from '../streams/streams-controller.js';
+import { RpcController } from '../rpc/rpc-controller.js';
+import { GrpcTransport } from '../rpc/grpc-transport.js';
+import { HttpTransport } from '../rpc/http-transport.js';
+import type { RpcTransport } from '../rpc/transport.js';
+import { BroadcastPipeline } from '../broadcast/pipeline.js';
+import { httpBroadcastRoute } from '../broadcast/http-broadcaster.js';
+import { RedisBroadcaster } from '../broadcast/redis-broadcaster.js';
+import { NatsBroadcaster } from '../broadcast/nats-broadcaster.js';
+import type { Broadcaster } from '../broadcast/broadcaster.js';
+import type { Subscriber } from '../pubsub/subscriber.js';
+import { RedisSubscriber } from '../pubsub/redis-subscriber.js';
+import { NatsSubscriber } from '../pubsub/nats-subscriber.js';
+
+export interface Cablecat {
+  readonly metrics: Metrics;
+  readonly node: Node;
+  /** Bound port (resolved when listening on port 0). */
+  port: number;
+  metricsPort: number;
+  start(): Promise<void>;
+  /** Graceful: refuse new connections, tell clients server_restart, flush Disconnect calls, stop. */
+  shutdown(): Promise<void>;
+}
+
+function buildTransport(config: Config): RpcTransport {
+  if (/^https?:\/\//.test(config.rpcHost)) {
+    return new HttpTransport({ baseUrl: config.rpcHost, secret: config.httpRpcSecret, timeoutMs: config.httpRpcTimeoutMs });
+  }
+  return new GrpcTransport({ host: config.rpcHost, keepaliveIntervalS: config.rpcKeepaliveIntervalS });
+}
+
+function buildController(config: Config, metrics: Metrics, logger: Logger): Controller {
+  const rpc: Controller = config.norpc
+    ? new NullController()
+    : new RpcController(buildTransport(config), {
+      concurrency: config.rpcConcurrency,
+      commandTimeoutMs: config.rpcCommandTimeoutMs,
+      requestTimeoutMs: config.rpcRequestTimeoutMs,
+    }, metrics, logger);
+  const streams = new StreamsController(config, rpc);
+  const identifiers: Identifier[] = [];
+  const verifier = new JwtVerifier(config.jwtSecrets);
+  if (verifier.enabled) identifiers.push(new JwtIdentifier(verifier, config.enforceJwt));
+  if (config.wsApiKey) identifiers.push(new WsKeyIdentifier());
+  if (config.noauth) identifiers.push(new PublicIdentifier());
+  return new IdentifiedController(identifiers, streams);
+}
+
+function buildSubscriber(config: Config, metrics: Metrics, logger: Logger): Subscriber | null {
+  if (config.pubsub === 'redis') return new RedisSubscriber(config.redisUrl, metrics, logger);
+  if (config.pubsub === 'nats') return new NatsSubscriber(config.natsServers, metrics, logger);
+  return null;
+}
+
+function metricsRoute(path: string, keys: readonly string[], render: () => Promise<string>, contentType: string): HttpRoute {
+  return {
+    method: 'get',
+    pattern: path,
+    handle: async (reply, req) => {
+      if (!hasValidBearer(req, keys)) return reply.json('401 Unauthorized', INVALID_CREDENTIALS);
+      const body = await render();
+      reply.send('200 OK', body, { 'Content-Type': contentType });
+    },
+  };
+}
+
+export async function createCablecat(config: Config, logger: Logger, uws: Uws = loadUws()): Promise<Cablecat> {
+  const metrics = new Metrics();
+  const app: TemplatedApp = createApp(uws, config);
+  const controller = buildController(config, metrics, logger);
+  const pubsub = buildSubscriber(config, metrics, logger);
+  const hub = new Hub(app, metrics, {
+    onStreamAdded: (stream) => pubsub?.subscribeStream(stream),
+    onStreamRemoved: (stream) => pubsub?.unsubscribeStream(stream),
+  });
+  const disconnectQueue = new DisconnectQueue(controller, config.disconnectRate, metrics, logger.child({ component: 'disconnector' }));
+  let pipeline: BroadcastPipeline | undefined;
+  const node = new Node(
+    { pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize, disconnectMode: config.disconnectMode },
+    { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline?.route(pub, false) },
+  );
+  pipeline = new BroadcastPipeline((pub) => node.deliver(pub), pubsub, metrics);
+  const broadcastPipeline = pipeline;
+
+  const endpoint = new WsEndpoint({
+    paths: config.paths,
+    allowedOrigins: config.allowedOrigins,
+    maxConn: config.maxConn,
+    maxMessageSize: config.maxMessageSize,
+    maxPendingBytes: config.wsMaxPendingSize,
+    wsApiKey: config.wsApiKey,
+    proxiedHeaders: config.headers,
+    jwtParam: config.jwtParam,
+    secure: config.sslCert !== '',
+  }, node, logger);
+  endpoint.register(app);
+
+  let serving = true;
+  const routes: HttpRoute[] = [healthRoute(config.healthPath, () => serving)];
+  if (config.broadcastAdapters.includes('http')) {
+    const keys = config.broadcastKey ? [config.broadcastKey, config.apiKey] : [];
+    routes.push(httpBroadcastRoute({ path: config.httpBroadcastPath, keys, maxBody: config.httpBroadcastMaxBody },
+      (pubs) => broadcastPipeline.accept(pubs, false), metrics, logger));
+  }
+  const users = config.usersFile ? loadUsersFile(config.usersFile) : new Map<string, string>();
+  if (config.jwtSecrets.length > 0 && config.apiKey) {
+    routes.push(tokenRoute({ apiKey: config.apiKey, signingSecret: config.jwtSecrets[0] ?? '', defaultTtlS: config.tokenTtlS, users }, logger));
+  }
+  const registry = config.metricsHttp ? createPrometheusRegistry(metrics, config.metricsPrefix, config.metricsTags) : null;
+  const renderMetrics = async (): Promise<string> => (registry ? registry.metrics() : '');
+  let metricsApp: TemplatedApp | null = null;
+  if (registry && config.metricsPort === 0) {
+    routes.push(metricsRoute(config.metricsHttp, [config.apiKey], renderMetrics, registry.contentType));
+  } else if (registry) {
+    metricsApp = uws.App();
+    // A separate metrics port is an operator network: no key, as anycable-go.
+    registerRoutes(metricsApp, [metricsRoute(config.metricsHttp, [], renderMetrics, registry.contentType)]);
+  }
+  registerRoutes(app, routes);
+
+  const broadcasters: Broadcaster[] = [];
+  const fanout = (pubs: readonly import('../broadcast/message.js').Publication[]): void => broadcastPipeline.accept(pubs, true);
+  if (config.broadcastAdapters.includes('redis')) broadcasters.push(new RedisBroadcaster(config.redisUrl, config.redisChannel, fanout, metrics, logger));
+  if (config.broadcastAdapters.includes('nats')) broadcasters.push(new NatsBroadcaster(config.natsServers, config.natsChannel, fanout, metrics, logger));
+  const metricsLogger = config.metricsLog ? new MetricsLogger(metrics, logger.child({ component: 'metrics' }), config.metricsRotateIntervalS * 1000) : null;
+
+  const listenSockets: us_listen_socket[] = [];
+  const cablecat: Cablecat = {
+    metrics,
+    node,
+    port: 0,
+    metricsPort: 0,
+    async start() {
+      if (pubsub) await pubsub.start((pub) => node.deliver(pub));
+      for (const b of broadcasters) await b.start();
+      const main = await listen(uws, app, config.host, config.port);
+      listenSockets.push(main.socket);
+      cablecat.port = main.port;
+      if (metricsApp) {
+        const m = await listen(uws, metricsApp, config.metricsHost || config.host, config.metricsPort);
+        listenSockets.push(m.socket);
+        cablecat.metricsPort = m.port;
+      }
+      node.start();
+      disconnectQueue.start();
+      metricsLogger?.start();
+    },
+    async shutdown() {
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      serving = false;
+      endpoint.stopAccepting();
+      node.disconnectAll();
+      await disconnectQueue.flush(Math.max(0, deadline - Date.now()));
+      for (const b of broadcasters) await b.shutdown();
+      if (pubsub) await pubsub.shutdown();
+      await controller.shutdown();
+      metricsLogger?.stop();
+      for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);
+    },
+  };
+  return cablecat;
+}

@@ -1,0 +1,57 @@
+import type { Logger } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { HttpRoute } from '../server/http-server.js';
+import { readBody } from '../server/http-io.js';
+import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
+import { parsePublicationsText, type Publication } from './message.js';
+
+export interface HttpBroadcasterOptions {
+  readonly path: string;
+  /** Accepted bearer keys (broadcast key, API key); none = open. */
+  readonly keys: readonly string[];
+  readonly maxBody: number;
+}
+
+/**
+ * POST /_broadcast: 201 accepted, 401 bad key, 413 too large, 422 unparseable or invalid
+ * (anycable-go answers 201 to garbage; we say what is wrong).
+ */
+export function httpBroadcastRoute(
+  opts: HttpBroadcasterOptions,
+  accept: (pubs: readonly Publication[]) => void,
+  metrics: Metrics,
+  logger: Logger,
+): HttpRoute {
+  const log = logger.child({ component: 'http_broadcast' });
+  return {
+    method: 'post',
+    pattern: opts.path,
+    handle: async (reply, req) => {
+      if (!hasValidBearer(req, opts.keys)) {
+        log.info('broadcast refused: invalid credentials');
+        reply.json('401 Unauthorized', INVALID_CREDENTIALS, true);
+        return;
+      }
+      const body = await readBody(reply, req, opts.maxBody);
+      if (!body.ok) {
+        if (body.reason === 'too_large') {
+          metrics.counters.failed_broadcast_msg_total++;
+          log.info({ limit: opts.maxBody }, 'broadcast refused: body too large');
+          reply.json('413 Payload Too Large', { error: 'payload_too_large', limit: opts.maxBody }, true);
+        } else {
+          log.debug('broadcast request aborted by the client');
+        }
+        return;
+      }
+      const parsed = parsePublicationsText(body.body.toString('utf8'));
+      if (!parsed.ok) {
+        metrics.counters.failed_broadcast_msg_total++;
+        log.info({ error: parsed.error }, 'broadcast refused: invalid payload');
+        reply.json('422 Unprocessable Entity', { error: 'invalid_payload', detail: parsed.error });
+        return;
+      }
+      accept(parsed.items);
+      reply.send('201 Created');
+    },
+  };
+}

@@ -1,0 +1,78 @@
+/** What the app publishes, parsed from unknown input into one of two shapes. */
+export interface StreamBroadcast {
+  readonly kind: 'broadcast';
+  readonly stream: string;
+  /** JSON text (or a plain string) relayed to subscribers as `message`. */
+  readonly data: string;
+  /** `meta.exclude_socket`: the sid that must not receive it. */
+  readonly excludeSocket: string | null;
+}
+
+export interface RemoteDisconnect {
+  readonly kind: 'disconnect';
+  /** The connection identifiers string, compared verbatim. */
+  readonly identifier: string;
+  readonly reconnect: boolean;
+}
+
+export type Publication = StreamBroadcast | RemoteDisconnect;
+
+export type ParseResult = { readonly ok: true; readonly items: readonly Publication[] } | { readonly ok: false; readonly error: string };
+
+function parseOne(value: unknown, at: string): Publication | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${at}: not an object`;
+  const obj = value as Record<string, unknown>;
+  if (obj.command !== undefined) {
+    if (obj.command !== 'disconnect') return `${at}: unknown command`;
+    const payload = obj.payload;
+    if (typeof payload !== 'object' || payload === null) return `${at}: payload must be an object`;
+    const { identifier, reconnect } = payload as Record<string, unknown>;
+    if (typeof identifier !== 'string' || identifier === '') return `${at}: payload.identifier must be a non-empty string`;
+    if (reconnect !== undefined && typeof reconnect !== 'boolean') return `${at}: payload.reconnect must be a boolean`;
+    return { kind: 'disconnect', identifier, reconnect: reconnect ?? true };
+  }
+  const { stream, data, meta } = obj;
+  if (typeof stream !== 'string' || stream === '') return `${at}: stream must be a non-empty string`;
+  // anycable-go takes `data` as JSON text; an object is accepted too and encoded once here.
+  let text: string;
+  if (typeof data === 'string') text = data;
+  else if (data !== undefined) text = JSON.stringify(data);
+  else return `${at}: data is missing`;
+  let excludeSocket: string | null = null;
+  if (meta !== undefined && meta !== null) {
+    if (typeof meta !== 'object' || Array.isArray(meta)) return `${at}: meta must be an object`;
+    const ex = (meta as Record<string, unknown>).exclude_socket;
+    if (typeof ex === 'string' && ex !== '') excludeSocket = ex;
+  }
+  return { kind: 'broadcast', stream, data: text, excludeSocket };
+}
+
+/** One object or an array of them (a batch). All-or-nothing: one bad entry rejects the payload. */
+export function parsePublications(value: unknown): ParseResult {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) return { ok: false, error: 'empty batch' };
+  const items: Publication[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const parsed = parseOne(list[i], Array.isArray(value) ? `item ${i}` : 'payload');
+    if (typeof parsed === 'string') return { ok: false, error: parsed };
+    items.push(parsed);
+  }
+  return { ok: true, items };
+}
+
+export function parsePublicationsText(text: string): ParseResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, error: 'body is not valid JSON' };
+  }
+  return parsePublications(value);
+}
+
+/** The wire form used between nodes (Redis/NATS pub/sub). */
+export function encodePublication(pub: Publication): string {
+  return pub.kind === 'broadcast'
+    ? JSON.stringify({ stream: pub.stream, data: pub.data, ...(pub.excludeSocket ? { meta: { exclude_socket: pub.excludeSocket } } : {}) })
+    : JSON.stringify({ command: 'disconnect', payload: { identifier: pub.identifier, reconnect: pub.reconnect } });
+}

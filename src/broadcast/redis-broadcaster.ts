@@ -1,0 +1,43 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { connectRedis } from '../broker/redis-connection.js';
+import { parsePublicationsText } from './message.js';
+import type { Broadcaster, FanoutHandler } from './broadcaster.js';
+
+/** SUBSCRIBE on the broadcast channel (`__anycable__`): what the anycable gem's redis adapter PUBLISHes. */
+export class RedisBroadcaster implements Broadcaster {
+  private client: Redis | null = null;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly url: string,
+    private readonly channel: string,
+    private readonly handler: FanoutHandler,
+    private readonly metrics: Metrics,
+    logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'redis_broadcast' });
+  }
+
+  async start(): Promise<void> {
+    const client = connectRedis(this.url, 'broadcast', this.metrics, this.log);
+    this.client = client;
+    client.on('message', (_channel: string, message: string) => {
+      const parsed = parsePublicationsText(message);
+      if (!parsed.ok) {
+        this.metrics.counters.failed_broadcast_msg_total++;
+        this.log.info({ error: parsed.error }, 'invalid broadcast payload');
+        return;
+      }
+      this.handler(parsed.items);
+    });
+    // Do not block start-up on a dead Redis: the subscription is made (and remade) once it is up.
+    client.connect().catch(() => undefined);
+    await client.subscribe(this.channel).catch(() => undefined);
+  }
+
+  async shutdown(): Promise<void> {
+    this.client?.disconnect();
+  }
+}

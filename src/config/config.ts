@@ -1,0 +1,72 @@
+/** The effective, validated, frozen configuration. Derived keys are resolved here, once. */
+export type DisconnectMode = 'auto' | 'always' | 'never';
+export type PubsubKind = 'none' | 'redis' | 'nats';
+export type BroadcastAdapterKind = 'http' | 'redis' | 'nats';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly paths: readonly string[];
+  readonly healthPath: string;
+  readonly allowedOrigins: readonly string[];
+  readonly maxConn: number;
+  readonly shutdownTimeoutMs: number;
+  readonly sslCert: string;
+  readonly sslKey: string;
+  readonly pingIntervalS: number;
+  readonly maxMessageSize: number;
+  readonly wsMaxPendingSize: number;
+
+  /** Empty when no secret was given (the CLI may generate one in development). */
+  readonly secret: string;
+  /** Verification secrets; the first one signs minted tokens. Empty = JWT off. */
+  readonly jwtSecrets: readonly string[];
+  readonly jwtParam: string;
+  readonly enforceJwt: boolean;
+  readonly noauth: boolean;
+  readonly public: boolean;
+  readonly apiKey: string;
+  readonly wsApiKey: string;
+  readonly usersFile: string;
+  readonly tokenTtlS: number;
+
+  readonly rpcHost: string;
+  readonly norpc: boolean;
+  readonly headers: readonly string[];
+  readonly rpcConcurrency: number;
+  readonly rpcCommandTimeoutMs: number;
+  readonly rpcRequestTimeoutMs: number;
+  readonly rpcKeepaliveIntervalS: number;
+  readonly httpRpcSecret: string;
+  readonly httpRpcTimeoutMs: number;
+  readonly disconnectMode: DisconnectMode;
+  readonly disconnectRate: number;
+
+  readonly broadcastAdapters: readonly BroadcastAdapterKind[];
+  readonly httpBroadcastPath: string;
+  /** Empty = broadcasts need no key. */
+  readonly broadcastKey: string;
+  readonly httpBroadcastMaxBody: number;
+  readonly redisUrl: string;
+  readonly redisChannel: string;
+  readonly natsServers: readonly string[];
+  readonly natsChannel: string;
+  readonly pubsub: PubsubKind;
+
+  readonly publicStreams: boolean;
+  readonly streamsSecret: string;
+  readonly streamsWhisper: boolean;
+  readonly turboStreams: boolean;
+  readonly turboStreamsSecret: string;
+
+  readonly logLevel: LogLevel;
+  readonly logFormat: 'text' | 'json';
+  readonly metricsHttp: string;
+  readonly metricsHost: string;
+  readonly metricsPort: number;
+  readonly metricsPrefix: string;
+  readonly metricsTags: Readonly<Record<string, string>>;
+  readonly metricsLog: boolean;
+  readonly metricsRotateIntervalS: number;
+}

@@ -1,0 +1,91 @@
+/**
+ * The flag table: one row per option, with anycable-go's names so users switch without surprises.
+ * Env name = ANYCABLE_ + upper-cased flag (plus listed aliases such as PORT).
+ */
+export type FlagKind = 'string' | 'int' | 'bool' | 'list' | 'enum';
+
+export interface FlagSpec {
+  readonly name: string;
+  readonly kind: FlagKind;
+  readonly default: string;
+  readonly help: string;
+  readonly group: string;
+  readonly values?: readonly string[];
+  /** Extra env vars read after ANYCABLE_<NAME>, e.g. PORT. */
+  readonly envAliases?: readonly string[];
+  /** Masked in --print-config. */
+  readonly secret?: boolean;
+  /** For int flags: inclusive bounds. */
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export const FLAGS: readonly FlagSpec[] = [
+  // server
+  { name: 'host', kind: 'string', default: 'localhost', group: 'server', help: 'Server host' },
+  { name: 'port', kind: 'int', default: '8080', group: 'server', help: 'Server port', envAliases: ['PORT'], min: 0, max: 65535 },
+  { name: 'path', kind: 'list', default: '/cable', group: 'server', help: 'WebSocket endpoint paths (comma list; a trailing /* or /{id} segment is allowed)' },
+  { name: 'health_path', kind: 'string', default: '/health', group: 'server', help: 'Health check endpoint path' },
+  { name: 'allowed_origins', kind: 'list', default: '', group: 'server', help: 'Accepted Origin hosts (comma list, leading * for suffix match); empty = no check' },
+  { name: 'max_conn', kind: 'int', default: '0', group: 'server', help: 'Max open WebSocket connections; over it upgrades get 503 (0 = unlimited)', min: 0 },
+  { name: 'shutdown_timeout', kind: 'int', default: '30', group: 'server', help: 'Graceful shutdown budget, seconds', min: 0 },
+  { name: 'ssl_cert', kind: 'string', default: '', group: 'server', help: 'TLS certificate file (PEM)' },
+  { name: 'ssl_key', kind: 'string', default: '', group: 'server', help: 'TLS private key file (PEM)' },
+  { name: 'ping_interval', kind: 'int', default: '3', group: 'server', help: 'Ping interval, seconds (per connection: ?pi=<s>)', min: 1 },
+  { name: 'max_message_size', kind: 'int', default: '65536', group: 'server', help: 'Max client frame size, bytes (larger: close 1009)', min: 1 },
+  { name: 'ws_max_pending_size', kind: 'int', default: '1048576', group: 'server', help: 'Max send buffer per connection before a too_slow disconnect, bytes', min: 1024 },
+  // auth
+  { name: 'secret', kind: 'string', default: '', group: 'auth', help: 'Application secret: JWT secret and source of derived keys', secret: true },
+  { name: 'jwt_secret', kind: 'string', default: '', group: 'auth', help: 'JWT secret(s), comma list for rotation (defaults to --secret)', secret: true },
+  { name: 'jwt_param', kind: 'string', default: 'jid', group: 'auth', help: 'JWT query param (header: X-<param>)' },
+  { name: 'enforce_jwt', kind: 'bool', default: 'false', group: 'auth', help: 'Reject connections without a JWT' },
+  { name: 'noauth', kind: 'bool', default: 'false', group: 'auth', help: 'Accept every connection (identifiers {"sid":…})' },
+  { name: 'public', kind: 'bool', default: 'false', group: 'auth', help: 'noauth + public streams + unauthenticated broadcasts' },
+  { name: 'api_key', kind: 'string', default: '', group: 'auth', help: 'HTTP API key (defaults to HMAC of --secret with api-cable)', secret: true },
+  { name: 'ws_api_key', kind: 'string', default: '', group: 'auth', help: 'WebSocket key: upgrades need ?token=<key> or a JWT', secret: true },
+  { name: 'users_file', kind: 'string', default: '', group: 'auth', help: 'File of username:scrypt-hash lines for POST /auth/token' },
+  { name: 'token_ttl', kind: 'int', default: '3600', group: 'auth', help: 'Default TTL of tokens minted by POST /auth/token, seconds', min: 1 },
+  // rpc
+  { name: 'rpc_host', kind: 'string', default: 'localhost:50051', group: 'rpc', help: 'RPC address (host:port for gRPC, http(s):// URL for HTTP RPC)' },
+  { name: 'norpc', kind: 'bool', default: 'false', group: 'rpc', help: 'Run without RPC' },
+  { name: 'headers', kind: 'list', default: 'cookie', group: 'rpc', help: 'Request headers proxied to RPC' },
+  { name: 'rpc_concurrency', kind: 'int', default: '28', group: 'rpc', help: 'Max RPC calls in flight', min: 1 },
+  { name: 'rpc_command_timeout', kind: 'int', default: '3000', group: 'rpc', help: 'Total RPC budget per call including retries, ms', min: 1 },
+  { name: 'rpc_request_timeout', kind: 'int', default: '0', group: 'rpc', help: 'Per-attempt RPC deadline, ms (0 = the command timeout)', min: 0 },
+  { name: 'rpc_keepalive_interval', kind: 'int', default: '0', group: 'rpc', help: 'gRPC keepalive ping interval, seconds (0 = off)', min: 0 },
+  { name: 'http_rpc_secret', kind: 'string', default: '', group: 'rpc', help: 'HTTP RPC bearer secret (defaults to HMAC of --secret with rpc-cable)', secret: true },
+  { name: 'http_rpc_timeout', kind: 'int', default: '3000', group: 'rpc', help: 'HTTP RPC request timeout, ms', min: 1 },
+  { name: 'disconnect_mode', kind: 'enum', default: 'auto', values: ['auto', 'always', 'never'], group: 'rpc', help: 'When to call Disconnect' },
+  { name: 'disconnect_rate', kind: 'int', default: '100', group: 'rpc', help: 'Max Disconnect calls per second', min: 1 },
+  // broadcasting
+  { name: 'broadcast_adapter', kind: 'list', default: 'http', values: ['http', 'redis', 'nats'], group: 'broadcast', help: 'Broadcast adapters (comma list of http, redis, nats)' },
+  { name: 'http_broadcast_path', kind: 'string', default: '/_broadcast', group: 'broadcast', help: 'HTTP broadcast endpoint path' },
+  { name: 'broadcast_key', kind: 'string', default: '', group: 'broadcast', help: 'HTTP broadcast bearer key (defaults to HMAC of --secret with broadcast-cable; none = no auth)', secret: true },
+  { name: 'http_broadcast_max_body', kind: 'int', default: '1048576', group: 'broadcast', help: 'Max HTTP broadcast body, bytes (larger: 413)', min: 1 },
+  { name: 'redis_url', kind: 'string', default: 'redis://localhost:6379', group: 'broadcast', help: 'Redis URL', envAliases: ['REDIS_URL'], secret: true },
+  { name: 'redis_channel', kind: 'string', default: '__anycable__', group: 'broadcast', help: 'Redis broadcast channel' },
+  { name: 'nats_servers', kind: 'string', default: 'nats://127.0.0.1:4222', group: 'broadcast', help: 'NATS servers (comma list)' },
+  { name: 'nats_channel', kind: 'string', default: '__anycable__', group: 'broadcast', help: 'NATS broadcast subject' },
+  { name: 'pubsub', kind: 'enum', default: 'none', values: ['none', 'redis', 'nats'], group: 'broadcast', help: 'Pub/sub between nodes' },
+  // streams
+  { name: 'public_streams', kind: 'bool', default: 'false', group: 'streams', help: 'Allow unsigned $pubsub stream names' },
+  { name: 'streams_secret', kind: 'string', default: '', group: 'streams', help: 'Signed streams secret (defaults to --secret)', secret: true },
+  { name: 'streams_whisper', kind: 'bool', default: 'false', group: 'streams', help: 'Enable whispers on signed streams' },
+  { name: 'turbo_streams', kind: 'bool', default: 'false', group: 'streams', help: 'Verify Turbo::StreamsChannel signed names in the server' },
+  { name: 'turbo_streams_secret', kind: 'string', default: '', group: 'streams', help: 'Turbo streams secret (defaults to the streams secret)', secret: true },
+  // observability
+  { name: 'log_level', kind: 'enum', default: 'info', values: ['debug', 'info', 'warn', 'error'], group: 'log', help: 'Log level' },
+  { name: 'log_format', kind: 'enum', default: 'text', values: ['text', 'json'], group: 'log', help: 'Log format' },
+  { name: 'debug', kind: 'bool', default: 'false', group: 'log', help: 'Shortcut for --log_level=debug' },
+  { name: 'metrics_http', kind: 'string', default: '', group: 'metrics', help: 'Prometheus endpoint path, e.g. /metrics (off when empty)' },
+  { name: 'metrics_host', kind: 'string', default: '', group: 'metrics', help: 'Metrics server host (with --metrics_port)' },
+  { name: 'metrics_port', kind: 'int', default: '0', group: 'metrics', help: 'Separate metrics port (0 = the main port)', min: 0, max: 65535 },
+  { name: 'metrics_prefix', kind: 'string', default: 'anycable_go_', group: 'metrics', help: 'Metric name prefix' },
+  { name: 'metrics_tags', kind: 'list', default: '', group: 'metrics', help: 'Global metric labels, k:v comma list' },
+  { name: 'metrics_log', kind: 'bool', default: 'false', group: 'metrics', help: 'Log counter deltas periodically' },
+  { name: 'metrics_rotate_interval', kind: 'int', default: '15', group: 'metrics', help: 'Metrics log interval, seconds', min: 1 },
+];
+
+export function envNameFor(flag: string): string {
+  return `ANYCABLE_${flag.toUpperCase()}`;
+}

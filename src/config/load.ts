@@ -1,0 +1,242 @@
+import { ConfigError } from '../errors.js';
+import { deriveKey } from '../auth/keys.js';
+import { FLAGS, envNameFor, type FlagSpec } from './flags.js';
+import type { BroadcastAdapterKind, Config, DisconnectMode, LogLevel, PubsubKind } from './config.js';
+
+export interface CliRequest {
+  readonly config: Config;
+  readonly help: boolean;
+  readonly printConfig: boolean;
+}
+
+const FLAG_BY_NAME = new Map(FLAGS.map((f) => [f.name, f]));
+
+/** Reads flags as `--name=value`, `--name value` or a bare `--bool`; dashes and underscores are the same. */
+function parseArgv(argv: readonly string[], problems: string[]): { values: Map<string, string>; help: boolean; printConfig: boolean } {
+  const values = new Map<string, string>();
+  let help = false;
+  let printConfig = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '-h' || arg === '--help') { help = true; continue; }
+    if (!arg.startsWith('--')) { problems.push(`unexpected argument "${arg}"`); continue; }
+    const eq = arg.indexOf('=');
+    const name = (eq === -1 ? arg.slice(2) : arg.slice(2, eq)).replace(/-/g, '_');
+    if (name === 'print_config') { printConfig = true; continue; }
+    const spec = FLAG_BY_NAME.get(name);
+    if (!spec) { problems.push(`unknown flag --${name}`); continue; }
+    if (eq !== -1) { values.set(name, arg.slice(eq + 1)); continue; }
+    const next = argv[i + 1];
+    if (spec.kind === 'bool') {
+      // A bare bool flag means true; an explicit following true/false is taken too.
+      if (next === 'true' || next === 'false') { values.set(name, next); i++; } else values.set(name, 'true');
+      continue;
+    }
+    if (next === undefined || next.startsWith('--')) { problems.push(`flag --${name} needs a value`); continue; }
+    values.set(name, next);
+    i++;
+  }
+  return { values, help, printConfig };
+}
+
+function rawValue(spec: FlagSpec, argvValues: Map<string, string>, env: NodeJS.ProcessEnv): string {
+  const fromArgv = argvValues.get(spec.name);
+  if (fromArgv !== undefined) return fromArgv;
+  for (const envName of [envNameFor(spec.name), ...(spec.envAliases ?? [])]) {
+    const v = env[envName];
+    if (v !== undefined && v !== '') return v;
+  }
+  return spec.default;
+}
+
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+type Typed = string | number | boolean | string[];
+
+function typedValue(spec: FlagSpec, raw: string, problems: string[]): Typed {
+  switch (spec.kind) {
+    case 'string':
+      return raw;
+    case 'bool': {
+      const v = raw.toLowerCase();
+      if (['true', '1', 'yes'].includes(v)) return true;
+      if (['false', '0', 'no', ''].includes(v)) return false;
+      problems.push(`--${spec.name}: "${raw}" is not a boolean`);
+      return false;
+    }
+    case 'int': {
+      if (!/^-?\d+$/.test(raw.trim())) { problems.push(`--${spec.name}: "${raw}" is not an integer`); return 0; }
+      const n = Number.parseInt(raw, 10);
+      if (spec.min !== undefined && n < spec.min) problems.push(`--${spec.name}: ${n} is below the minimum ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) problems.push(`--${spec.name}: ${n} is above the maximum ${spec.max}`);
+      return n;
+    }
+    case 'enum': {
+      if (!spec.values?.includes(raw)) problems.push(`--${spec.name}: "${raw}" is not one of ${spec.values?.join(', ')}`);
+      return raw;
+    }
+    case 'list': {
+      const items = list(raw);
+      if (spec.values) {
+        for (const item of items) if (!spec.values.includes(item)) problems.push(`--${spec.name}: "${item}" is not one of ${spec.values.join(', ')}`);
+      }
+      return items;
+    }
+  }
+}
+
+function parseTags(items: readonly string[], problems: string[]): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const item of items) {
+    const idx = item.indexOf(':');
+    const key = idx > 0 ? item.slice(0, idx) : '';
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(key)) { problems.push(`--metrics_tags: "${item}" is not key:value`); continue; }
+    tags[key] = item.slice(idx + 1);
+  }
+  return tags;
+}
+
+/** Defaults < env < flags. Throws ConfigError listing every problem. */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CliRequest {
+  const problems: string[] = [];
+  const { values, help, printConfig } = parseArgv(argv, problems);
+  const v = new Map<string, Typed>();
+  for (const spec of FLAGS) v.set(spec.name, typedValue(spec, rawValue(spec, values, env), problems));
+
+  const str = (n: string): string => String(v.get(n) ?? '');
+  const int = (n: string): number => Number(v.get(n) ?? 0);
+  const bool = (n: string): boolean => v.get(n) === true;
+  const strs = (n: string): string[] => { const x = v.get(n); return Array.isArray(x) ? x : []; };
+
+  const secret = str('secret') === 'none' ? '' : str('secret');
+  const isPublic = bool('public');
+  const jwtSecrets = list(str('jwt_secret') || secret);
+  const rawBroadcastKey = str('broadcast_key');
+  const broadcastKey = rawBroadcastKey === 'none' || (isPublic && rawBroadcastKey === '')
+    ? ''
+    : rawBroadcastKey || (secret ? deriveKey(secret, 'broadcast-cable') : '');
+  const streamsSecret = str('streams_secret') || secret;
+
+  const paths = strs('path');
+  for (const p of paths) if (!p.startsWith('/')) problems.push(`--path: "${p}" must start with /`);
+  if (paths.length === 0) problems.push('--path: at least one path is needed');
+  for (const name of ['health_path', 'http_broadcast_path'] as const) {
+    if (!str(name).startsWith('/')) problems.push(`--${name}: "${str(name)}" must start with /`);
+  }
+  if (str('metrics_http') && !str('metrics_http').startsWith('/')) problems.push(`--metrics_http: "${str('metrics_http')}" must start with /`);
+  if ((str('ssl_cert') === '') !== (str('ssl_key') === '')) problems.push('--ssl_cert and --ssl_key go together');
+  if (!/^[A-Za-z0-9_-]+$/.test(str('jwt_param'))) problems.push(`--jwt_param: "${str('jwt_param')}" is not a valid parameter name`);
+  const pubsub = str('pubsub') as PubsubKind;
+  const metricsTags = parseTags(strs('metrics_tags'), problems);
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const config: Config = {
+    host: str('host'),
+    port: int('port'),
+    paths,
+    healthPath: str('health_path'),
+    allowedOrigins: strs('allowed_origins').map((o) => o.toLowerCase()),
+    maxConn: int('max_conn'),
+    shutdownTimeoutMs: int('shutdown_timeout') * 1000,
+    sslCert: str('ssl_cert'),
+    sslKey: str('ssl_key'),
+    pingIntervalS: int('ping_interval'),
+    maxMessageSize: int('max_message_size'),
+    wsMaxPendingSize: int('ws_max_pending_size'),
+    secret,
+    jwtSecrets,
+    jwtParam: str('jwt_param'),
+    enforceJwt: bool('enforce_jwt'),
+    noauth: bool('noauth') || isPublic,
+    public: isPublic,
+    apiKey: str('api_key') || (secret ? deriveKey(secret, 'api-cable') : ''),
+    wsApiKey: str('ws_api_key'),
+    usersFile: str('users_file'),
+    tokenTtlS: int('token_ttl'),
+    rpcHost: str('rpc_host'),
+    norpc: bool('norpc'),
+    headers: strs('headers').map((h) => h.toLowerCase()),
+    rpcConcurrency: int('rpc_concurrency'),
+    rpcCommandTimeoutMs: int('rpc_command_timeout'),
+    rpcRequestTimeoutMs: int('rpc_request_timeout'),
+    rpcKeepaliveIntervalS: int('rpc_keepalive_interval'),
+    httpRpcSecret: str('http_rpc_secret') || (secret ? deriveKey(secret, 'rpc-cable') : ''),
+    httpRpcTimeoutMs: int('http_rpc_timeout'),
+    disconnectMode: str('disconnect_mode') as DisconnectMode,
+    disconnectRate: int('disconnect_rate'),
+    broadcastAdapters: strs('broadcast_adapter') as BroadcastAdapterKind[],
+    httpBroadcastPath: str('http_broadcast_path'),
+    broadcastKey,
+    httpBroadcastMaxBody: int('http_broadcast_max_body'),
+    redisUrl: str('redis_url'),
+    redisChannel: str('redis_channel'),
+    natsServers: list(str('nats_servers')),
+    natsChannel: str('nats_channel'),
+    pubsub,
+    publicStreams: bool('public_streams') || isPublic,
+    streamsSecret,
+    streamsWhisper: bool('streams_whisper'),
+    turboStreams: bool('turbo_streams'),
+    turboStreamsSecret: str('turbo_streams_secret') || streamsSecret,
+    logLevel: bool('debug') ? 'debug' : (str('log_level') as LogLevel),
+    logFormat: str('log_format') === 'json' ? 'json' : 'text',
+    metricsHttp: str('metrics_http'),
+    metricsHost: str('metrics_host'),
+    metricsPort: int('metrics_port'),
+    metricsPrefix: str('metrics_prefix'),
+    metricsTags,
+    metricsLog: bool('metrics_log'),
+    metricsRotateIntervalS: int('metrics_rotate_interval'),
+  };
+  return { config: deepFreeze(config), help, printConfig };
+}
+
+/** A copy of the config with a new secret, derived keys recomputed where they were derived. */
+export function withGeneratedSecret(config: Config, secret: string): Config {
+  return deepFreeze({
+    ...config,
+    secret,
+    jwtSecrets: config.jwtSecrets.length > 0 ? config.jwtSecrets : [secret],
+    broadcastKey: config.broadcastKey || deriveKey(secret, 'broadcast-cable'),
+    apiKey: config.apiKey || deriveKey(secret, 'api-cable'),
+    httpRpcSecret: config.httpRpcSecret || deriveKey(secret, 'rpc-cable'),
+    streamsSecret: config.streamsSecret || secret,
+    turboStreamsSecret: config.turboStreamsSecret || secret,
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export function helpText(): string {
+  const lines = ['Usage: cablecat [options]', '       cablecat hash-password   (reads a password from stdin, prints a users_file line hash)', ''];
+  let group = '';
+  for (const f of FLAGS) {
+    if (f.group !== group) { group = f.group; lines.push(`${group.toUpperCase()}:`); }
+    const env = [envNameFor(f.name), ...(f.envAliases ?? [])].join(', ');
+    const def = f.default === '' ? '' : ` (default: ${f.default})`;
+    lines.push(`  --${f.name.padEnd(26)} ${f.help}${def} [${env}]`);
+  }
+  lines.push('', '  --print-config               Print the effective configuration (secrets masked) and exit', '  -h, --help                   Show this help');
+  return lines.join('\n');
+}
+
+const SECRET_FIELDS = new Set(['secret', 'jwtSecrets', 'apiKey', 'wsApiKey', 'httpRpcSecret', 'broadcastKey', 'streamsSecret', 'turboStreamsSecret']);
+
+export function printableConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(config)) {
+    if (SECRET_FIELDS.has(k)) out[k] = Array.isArray(val) ? val.map(() => '******') : val === '' ? '' : '******';
+    else if (k === 'redisUrl' && typeof val === 'string') out[k] = val.replace(/\/\/([^@/]*)@/, '//******@');
+    else out[k] = val;
+  }
+  return out;
+}

@@ -1,0 +1,105 @@
+import type { Metrics } from '../metrics/metrics.js';
+import { messageFramePrefix, messageJsonFromData } from '../protocol/messages.js';
+
+/** The two things the hub needs from a socket; uWS WebSocket satisfies it. */
+export interface TopicSocket {
+  subscribe(topic: string): boolean;
+  unsubscribe(topic: string): boolean;
+  isSubscribed(topic: string): boolean;
+  publish(topic: string, message: string): boolean;
+}
+
+/** The app-wide publish of uWS: copies the bytes to every subscriber in native code. */
+export interface TopicPublisher {
+  publish(topic: string, message: string): boolean;
+}
+
+interface Route {
+  /** uWS topic for this (stream, identifier) pair. */
+  readonly topic: string;
+  /** `{"identifier":…,"message":` built once per route, not per broadcast. */
+  readonly framePrefix: string;
+  count: number;
+}
+
+export interface HubEvents {
+  /** The first subscriber of a stream arrived on this node (multi-node pub/sub subscribes). */
+  onStreamAdded(stream: string): void;
+  /** The last subscriber left. */
+  onStreamRemoved(stream: string): void;
+}
+
+/**
+ * stream → (channel identifier → route). A broadcast encodes one frame per (stream, identifier)
+ * and hands it to uWS `publish`; the copy to each socket happens in native code, in order.
+ */
+export class Hub {
+  private readonly streams = new Map<string, Map<string, Route>>();
+
+  constructor(
+    private readonly publisher: TopicPublisher,
+    private readonly metrics: Metrics,
+    private readonly events: HubEvents,
+  ) {
+    metrics.registerGauge('broadcast_streams_num', () => this.streams.size);
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  hasStream(stream: string): boolean {
+    return this.streams.has(stream);
+  }
+
+  subscribe(socket: TopicSocket, stream: string, identifier: string): void {
+    let routes = this.streams.get(stream);
+    const isNewStream = routes === undefined;
+    if (!routes) {
+      routes = new Map();
+      this.streams.set(stream, routes);
+    }
+    let route = routes.get(identifier);
+    if (!route) {
+      route = { topic: JSON.stringify([stream, identifier]), framePrefix: messageFramePrefix(identifier), count: 0 };
+      routes.set(identifier, route);
+    }
+    if (socket.subscribe(route.topic)) route.count++;
+    if (isNewStream) this.events.onStreamAdded(stream);
+  }
+
+  /** `socket` is null when the connection is already closed (uWS dropped its topics itself). */
+  unsubscribe(socket: TopicSocket | null, stream: string, identifier: string): void {
+    const routes = this.streams.get(stream);
+    const route = routes?.get(identifier);
+    if (!routes || !route) return;
+    if (socket) socket.unsubscribe(route.topic);
+    route.count--;
+    if (route.count > 0) return;
+    routes.delete(identifier);
+    if (routes.size > 0) return;
+    this.streams.delete(stream);
+    this.events.onStreamRemoved(stream);
+  }
+
+  /** Delivers to this node's subscribers. `exclude` is the socket of `meta.exclude_socket`, if here. */
+  broadcast(stream: string, data: string, exclude: TopicSocket | null): void {
+    const routes = this.streams.get(stream);
+    if (!routes) return;
+    const messageJson = messageJsonFromData(data);
+    const counters = this.metrics.counters;
+    for (const route of routes.values()) {
+      const frame = route.framePrefix + messageJson + '}';
+      let receivers = route.count;
+      // uWS WebSocket.publish skips the publishing socket itself: exactly what exclude_socket needs.
+      if (exclude !== null && exclude.isSubscribed(route.topic)) {
+        exclude.publish(route.topic, frame);
+        receivers--;
+      } else {
+        this.publisher.publish(route.topic, frame);
+      }
+      counters.server_msg_total += receivers;
+      counters.data_sent_total += receivers * Buffer.byteLength(frame);
+    }
+  }
+}

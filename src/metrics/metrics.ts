@@ -1,0 +1,84 @@
+/**
+ * Counters are plain numbers on one object with a fixed shape: the hot path does `counters.x++`,
+ * no label lookups, no allocation. Exporters read them when scraped or logged.
+ * Names are anycable-go's, so existing dashboards keep working.
+ */
+export const COUNTER_NAMES = [
+  'failed_auths_total',
+  'client_msg_total',
+  'failed_client_msg_total',
+  'broadcast_msg_total',
+  'failed_broadcast_msg_total',
+  'remote_commands_total',
+  'server_msg_total',
+  'data_sent_total',
+  'data_rcvd_total',
+  'rpc_call_total',
+  'rpc_retries_total',
+  'rpc_error_total',
+  'rpc_timeout_total',
+  'rpc_canceled_total',
+  'disconnected_slow_clients_total',
+  'broker_reconnects_total',
+] as const;
+
+export const GAUGE_NAMES = [
+  'clients_num',
+  'clients_uniq_num',
+  'broadcast_streams_num',
+  'disconnect_queue_size',
+  'rpc_pending_num',
+  'broker_connected',
+] as const;
+
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export type GaugeName = (typeof GAUGE_NAMES)[number];
+
+export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
+  failed_auths_total: 'Connections rejected by authentication',
+  client_msg_total: 'Frames received from clients',
+  failed_client_msg_total: 'Client frames dropped as invalid',
+  broadcast_msg_total: 'Broadcast messages accepted',
+  failed_broadcast_msg_total: 'Broadcast payloads rejected as invalid',
+  remote_commands_total: 'Remote commands received',
+  server_msg_total: 'Frames sent to clients',
+  data_sent_total: 'Bytes sent to clients',
+  data_rcvd_total: 'Bytes received from clients',
+  rpc_call_total: 'RPC calls made',
+  rpc_retries_total: 'RPC calls retried',
+  rpc_error_total: 'RPC calls failed',
+  rpc_timeout_total: 'RPC calls that hit their deadline',
+  rpc_canceled_total: 'RPC calls dropped because their connection closed while waiting',
+  disconnected_slow_clients_total: 'Connections closed as too slow',
+  broker_reconnects_total: 'Reconnections to Redis/NATS',
+  clients_num: 'Open client connections',
+  clients_uniq_num: 'Distinct connection identifiers',
+  broadcast_streams_num: 'Streams with at least one subscriber',
+  disconnect_queue_size: 'Disconnect calls waiting',
+  rpc_pending_num: 'RPC calls waiting for a free slot',
+  broker_connected: 'Broadcast/pubsub broker connections that are up (Redis, NATS)',
+};
+
+export type Counters = Record<CounterName, number>;
+
+export class Metrics {
+  readonly counters: Counters;
+  private readonly gauges = new Map<GaugeName, () => number>();
+
+  constructor() {
+    const counters = {} as Counters;
+    for (const name of COUNTER_NAMES) counters[name] = 0;
+    this.counters = counters;
+  }
+
+  /** A gauge is read from its owner when scraped: nothing to update on the hot path. */
+  registerGauge(name: GaugeName, read: () => number): void {
+    const previous = this.gauges.get(name);
+    // Several owners may report the same gauge (e.g. two broker connections): they add up.
+    this.gauges.set(name, previous ? () => previous() + read() : read);
+  }
+
+  gauge(name: GaugeName): number {
+    return this.gauges.get(name)?.() ?? 0;
+  }
+}

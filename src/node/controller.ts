@@ -1,0 +1,75 @@
+/**
+ * The Controller is what the node asks to authenticate and to run channel commands.
+ * Auth layers and the stream router wrap an inner controller (JWT → keys → public → router → RPC).
+ * Protocol outcomes (failure, rejection) are values; only faults reject the promise.
+ */
+export type Status = 'success' | 'failure' | 'error';
+
+/** What the upgrade captured about the HTTP request: uWS request objects die after the callback. */
+export interface RequestInfo {
+  /** Absolute http(s) URL of the request, as the RPC app expects in env.url. */
+  readonly url: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  /** Proxied headers (lower-case names) plus REMOTE_ADDR and the JWT header when present. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The JWT from header, sub-protocol or query ('' when none). */
+  readonly token: string;
+  readonly remoteAddress: string;
+  /** Set when the upgrade was allowed by the WebSocket key; the id comes from the path or is "user". */
+  readonly keyUserId: string | null;
+}
+
+/** The slice of a session a controller may read. */
+export interface CallContext {
+  readonly sid: string;
+  readonly request: RequestInfo;
+  readonly identifiers: string;
+  readonly cstate: Readonly<Record<string, string>>;
+  /** Cancelled when the connection closes, so queued RPC calls are dropped. */
+  readonly signal: AbortSignal;
+}
+
+export interface ConnectResult {
+  readonly status: Status;
+  readonly identifiers: string;
+  readonly transmissions: readonly string[];
+  readonly cstate?: Readonly<Record<string, string>>;
+  readonly errorMsg?: string;
+  /** Why a failure happened, for logs (e.g. "token expired"). */
+  readonly reason?: string;
+  /** True when the app took part (RPC), so auto disconnect mode calls Disconnect. */
+  readonly usedRpc: boolean;
+}
+
+export interface CommandResult {
+  readonly status: Status;
+  readonly transmissions: readonly string[];
+  readonly streams: readonly string[];
+  readonly stopStreams: boolean;
+  readonly stoppedStreams: readonly string[];
+  readonly disconnect: boolean;
+  readonly cstate?: Readonly<Record<string, string>>;
+  readonly istate?: Readonly<Record<string, string>>;
+  readonly errorMsg?: string;
+  readonly usedRpc: boolean;
+}
+
+export interface DisconnectContext extends CallContext {
+  readonly subscriptions: readonly string[];
+  /** identifier → JSON-encoded channel state */
+  readonly istates: Readonly<Record<string, string>>;
+}
+
+export interface Controller {
+  authenticate(ctx: CallContext): Promise<ConnectResult>;
+  subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult>;
+  unsubscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult>;
+  perform(ctx: CallContext, identifier: string, data: string, istate: Readonly<Record<string, string>>): Promise<CommandResult>;
+  disconnect(ctx: DisconnectContext): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+export function commandResult(status: Status, fields: Partial<Omit<CommandResult, 'status'>> = {}): CommandResult {
+  return { status, transmissions: [], streams: [], stopStreams: false, stoppedStreams: [], disconnect: false, usedRpc: false, ...fields };
+}

@@ -1,0 +1,14 @@
+import type { Publication } from '../broadcast/message.js';
+
+/**
+ * Moves publications between nodes. A node subscribes per stream, so it receives only the
+ * streams its clients follow; remote commands go to every node.
+ */
+export interface Subscriber {
+  start(deliver: (pub: Publication) => void): Promise<void>;
+  /** Sends a publication to every node that follows its stream (including this one). */
+  publish(pub: Publication): void;
+  subscribeStream(stream: string): void;
+  unsubscribeStream(stream: string): void;
+  shutdown(): Promise<void>;
+}

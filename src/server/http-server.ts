@@ -1,0 +1,56 @@
+import type { HttpRequest, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { Uws } from './uws.js';
+import { Reply } from './http-io.js';
+import { CablecatError } from '../errors.js';
+
+export type HttpMethod = 'get' | 'post';
+
+export interface HttpRoute {
+  readonly method: HttpMethod;
+  readonly pattern: string;
+  /** Read what you need from `req` before any await: it dies with the callback. */
+  readonly handle: (reply: Reply, req: HttpRequest) => void | Promise<void>;
+}
+
+export interface ListenOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly sslCert: string;
+  readonly sslKey: string;
+}
+
+export function createApp(uws: Uws, opts: Pick<ListenOptions, 'sslCert' | 'sslKey'>): TemplatedApp {
+  return opts.sslCert ? uws.SSLApp({ cert_file_name: opts.sslCert, key_file_name: opts.sslKey }) : uws.App();
+}
+
+/** Registers routes, answering 405 for other methods on a known path and 404 elsewhere, all in JSON. */
+export function registerRoutes(app: TemplatedApp, routes: readonly HttpRoute[]): void {
+  const patterns = new Set<string>();
+  for (const route of routes) {
+    patterns.add(route.pattern);
+    app[route.method](route.pattern, (res, req) => {
+      const reply = new Reply(res);
+      const result = route.handle(reply, req);
+      if (result instanceof Promise) {
+        result.catch(() => reply.json('500 Internal Server Error', { error: 'internal_error' }));
+      }
+    });
+  }
+  for (const pattern of patterns) {
+    const allowed = routes.filter((r) => r.pattern === pattern).map((r) => r.method.toUpperCase()).join(', ');
+    app.any(pattern, (res) => {
+      new Reply(res).send('405 Method Not Allowed', JSON.stringify({ error: 'method_not_allowed' }), { 'Content-Type': 'application/json', Allow: allowed });
+    });
+  }
+  app.any('/*', (res) => new Reply(res).json('404 Not Found', { error: 'not_found' }));
+}
+
+/** Resolves with the bound port (useful with port 0). */
+export function listen(uws: Uws, app: TemplatedApp, host: string, port: number): Promise<{ socket: us_listen_socket; port: number }> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) => {
+      if (socket === false) reject(new CablecatError('CABLECAT_ERR_LISTEN', `cannot listen on ${host}:${port} (in use or not permitted)`));
+      else resolve({ socket, port: uws.us_socket_local_port(socket) });
+    });
+  });
+}

@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
+import type { Logger } from '../logging/logger.js';
+import type { Node } from '../node/node.js';
+import { Session } from '../node/session.js';
+import { PROTOCOL_JSON } from '../protocol/messages.js';
+import { VERSION } from '../version.js';
+import { captureUpgrade, originAllowed, type UpgradeOptions } from './request-info.js';
+import { safeEqual } from '../auth/keys.js';
+
+export interface WsEndpointOptions extends UpgradeOptions {
+  readonly paths: readonly string[];
+  readonly allowedOrigins: readonly string[];
+  readonly maxConn: number;
+  readonly maxMessageSize: number;
+  readonly maxPendingBytes: number;
+  readonly wsApiKey: string;
+}
+
+export interface UserData {
+  readonly session: Session;
+}
+
+/** Frames above this are dropped by uWS itself (no close code); between max_message_size and it we answer 1009. */
+export function hardFrameLimit(maxMessageSize: number): number {
+  return Math.max(maxMessageSize * 4, 16 * 1024 * 1024);
+}
+
+/** chi-style `{name}` segments become uWS `:name` parameters. */
+export function toUwsPattern(path: string): string {
+  return path.replace(/\{([^}]+)\}/g, ':$1');
+}
+
+/**
+ * The WebSocket endpoint: gates at upgrade (shutdown, max_conn, origin, WebSocket key), picks the
+ * sub-protocol, captures the request, and forwards socket events to the node in one line each.
+ */
+export class WsEndpoint {
+  private accepting = true;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: WsEndpointOptions, private readonly node: Node, logger: Logger) {
+    this.log = logger.child({ component: 'ws' });
+  }
+
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  register(app: TemplatedApp): void {
+    for (const path of this.opts.paths) {
+      app.ws<UserData>(toUwsPattern(path), {
+        maxPayloadLength: hardFrameLimit(this.opts.maxMessageSize),
+        // Room above the too_slow threshold so the disconnect frame itself still fits.
+        maxBackpressure: this.opts.maxPendingBytes + 64 * 1024,
+        closeOnBackpressureLimit: 0,
+        idleTimeout: 0,
+        sendPingsAutomatically: false,
+        upgrade: (res, req, context) => this.upgrade(res, req, context, path),
+        open: (ws) => this.open(ws),
+        message: (ws, message, isBinary) => this.node.onMessage(ws.getUserData().session, message, isBinary),
+        close: (ws) => this.node.onClose(ws.getUserData().session),
+      });
+    }
+  }
+
+  private refuse(res: HttpResponse, status: string, error: string): void {
+    res.cork(() => {
+      res.writeStatus(status).writeHeader('Content-Type', 'application/json').end(JSON.stringify({ error }), true);
+    });
+  }
+
+  private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t, pattern: string): void {
+    if (!this.accepting) return this.refuse(res, '503 Service Unavailable', 'shutting_down');
+    if (this.opts.maxConn > 0 && this.node.size >= this.opts.maxConn) {
+      this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, upgrade refused');
+      return this.refuse(res, '503 Service Unavailable', 'too_many_connections');
+    }
+    const captured = captureUpgrade(res, req, this.opts);
+    if (!originAllowed(captured.origin, this.opts.allowedOrigins)) {
+      this.log.info({ origin: captured.origin }, 'origin not allowed, upgrade refused');
+      return this.refuse(res, '403 Forbidden', 'origin_not_allowed');
+    }
+    let keyUserId: string | null = null;
+    if (this.opts.wsApiKey) {
+      const key = captured.info.query.get('token') ?? '';
+      if (key !== '' && safeEqual(key, this.opts.wsApiKey)) {
+        keyUserId = pathUserId(pattern, req) || 'user';
+      } else if (captured.info.token === '') {
+        // A JWT goes through so the JWT layer answers it with frames (token_expired must reach the client).
+        this.log.info({ remote: captured.info.remoteAddress }, 'websocket key missing or wrong, upgrade refused');
+        return this.refuse(res, '403 Forbidden', 'invalid_credentials');
+      }
+    }
+    const sid = randomUUID();
+    const protocol = captured.protocol === '' ? PROTOCOL_JSON : captured.protocol;
+    const session = new Session(sid, { ...captured.info, keyUserId }, protocol, captured.pingOverride);
+    res.cork(() => {
+      res.writeStatus('101 Switching Protocols');
+      res.writeHeader('X-AnyCable-Version', VERSION);
+      // Never echo the anycable-token.* entry; with no offer of ours, JSON is assumed and nothing echoed.
+      res.upgrade<UserData>({ session }, captured.secWebSocketKey, captured.protocol, captured.secWebSocketExtensions, context);
+    });
+  }
+
+  private open(ws: WebSocket<UserData>): void {
+    const session = ws.getUserData().session;
+    session.socket = ws;
+    this.node.onOpen(session);
+  }
+}
+
+/** The id segment of a key-authenticated path such as /cable/:id or /cable/*. */
+function pathUserId(pattern: string, req: HttpRequest): string {
+  if (/[:{]/.test(pattern)) return req.getParameter(0) ?? '';
+  if (pattern.endsWith('/*')) return req.getUrl().slice(pattern.length - 1).split('/')[0] ?? '';
+  return '';
+}

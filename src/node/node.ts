@@ -16,6 +16,8 @@ import type { DisconnectQueue } from './disconnect-queue.js';
 import { Session, type Subscription } from './session.js';
 
 export const PING_TOPIC = '$ping';
+/** Granularity of pings and of the slow-consumer sweep. */
+const TICK_MS = 250;
 
 export interface NodeOptions {
   readonly pingIntervalS: number;
@@ -63,7 +65,7 @@ export class Node {
   start(): void {
     this.nextSharedPingAt = Date.now() + this.opts.pingIntervalS * 1000;
     // One timer for every connection: pings, per-connection ?pi= pings and slow-consumer checks.
-    this.ticker = setInterval(() => this.tick(), 1000);
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.ticker.unref();
   }
 

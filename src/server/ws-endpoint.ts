@@ -26,6 +26,11 @@ export function hardFrameLimit(maxMessageSize: number): number {
   return Math.max(maxMessageSize * 4, 16 * 1024 * 1024);
 }
 
+/** Per-connection memory bound: the too_slow threshold plus room for what arrives before eviction. */
+export function backpressureLimit(maxPendingBytes: number): number {
+  return maxPendingBytes + Math.max(maxPendingBytes, 4 * 1024 * 1024);
+}
+
 /** chi-style `{name}` segments become uWS `:name` parameters. */
 export function toUwsPattern(path: string): string {
   return path.replace(/\{([^}]+)\}/g, ':$1');
@@ -51,8 +56,9 @@ export class WsEndpoint {
     for (const path of this.opts.paths) {
       app.ws<UserData>(toUwsPattern(path), {
         maxPayloadLength: hardFrameLimit(this.opts.maxMessageSize),
-        // Room above the too_slow threshold so the disconnect frame itself still fits.
-        maxBackpressure: this.opts.maxPendingBytes + 64 * 1024,
+        // Headroom above the too_slow threshold: the node's sweep (every 250 ms) must find the socket
+        // before uWS starts dropping, or the too_slow frame and the close frame would be dropped too.
+        maxBackpressure: backpressureLimit(this.opts.maxPendingBytes),
         closeOnBackpressureLimit: 0,
         idleTimeout: 0,
         sendPingsAutomatically: false,

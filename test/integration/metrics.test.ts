@@ -1,0 +1,114 @@
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, TEST_SECRET } from '../helpers/server.js';
+import { RawClient, identifier } from '../helpers/ws-client.js';
+import { broadcast, httpRequest, sleep } from '../helpers/http.js';
+import { signToken } from '../helpers/tokens.js';
+import { RpcApp } from '../helpers/rpc-app.js';
+import { deriveKey } from '../../src/auth/keys.js';
+
+/** A small Prometheus text-format parser: `name{labels} value` lines, comments skipped. */
+function parsePrometheus(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
+    assert.ok(match, `valid exposition line: ${line}`);
+    out.set(match[1]! + (match[2] ?? ''), Number(match[3]));
+  }
+  return out;
+}
+
+describe('Prometheus metrics after a scripted scenario', () => {
+  test('exact values of anycable-go counters and gauges, with prefix and tags', async () => {
+    const app = new RpcApp();
+    const rpcPort = await app.listenGrpc();
+    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${rpcPort}`, '--public_streams',
+      '--metrics_http', '/metrics', '--metrics_port', '0', '--metrics_tags', 'env:test,region:eu', '--ping_interval', '60']);
+    const key = deriveKey(TEST_SECRET, 'api-cable');
+    try {
+      const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 60 });
+      const a = await RawClient.connect(`${server.url}?jid=${token}`);
+      await a.next();
+      const b = await RawClient.connect(`${server.url}?jid=${token}`);
+      await b.next();
+      for (let i = 0; i < 2; i++) {
+        const bad = await RawClient.connect(`${server.url}?jid=garbage`);
+        await bad.closed;
+      }
+      const id = identifier('$pubsub', { stream_name: 'm' });
+      a.subscribe(id);
+      await a.next();
+      a.send('not json');
+      a.send({ command: 'ping' });
+      await a.next();
+      await broadcast(server.http, { stream: 'm', data: '"x"' }, deriveKey(TEST_SECRET, 'broadcast-cable'));
+      await broadcast(server.http, 'garbage', deriveKey(TEST_SECRET, 'broadcast-cable'));
+      await a.next();
+      const rpc = await RawClient.connect(`${server.url}?test=error`);
+      await rpc.closed;
+      await sleep(100);
+
+      const scrape = await httpRequest(`${server.http}/metrics`, { headers: { Authorization: `Bearer ${key}` } });
+      assert.equal(scrape.status, 200);
+      const m = parsePrometheus(scrape.body);
+      const v = (name: string): number | undefined => m.get(`anycable_go_${name}{env="test",region="eu"}`);
+      assert.equal(v('clients_num'), 2);
+      assert.equal(v('clients_uniq_num'), 1);
+      assert.equal(v('broadcast_streams_num'), 1);
+      assert.equal(v('failed_auths_total'), 2);
+      assert.equal(v('client_msg_total'), 3, 'subscribe, garbage, ping');
+      assert.equal(v('failed_client_msg_total'), 1);
+      assert.equal(v('broadcast_msg_total'), 1);
+      assert.equal(v('failed_broadcast_msg_total'), 1);
+      assert.equal(v('rpc_call_total'), 1);
+      assert.equal(v('rpc_error_total'), 0, 'an ERROR status is an answer, not a failed call');
+      assert.equal(v('rpc_pending_num'), 0);
+      assert.equal(v('disconnect_queue_size'), 0);
+      // welcome×2 + 2 unauthorized + confirm + pong + 1 broadcast delivery
+      assert.equal(v('server_msg_total'), 7);
+      assert.ok((v('data_sent_total') ?? 0) > 0 && (v('data_rcvd_total') ?? 0) > 0);
+      assert.ok(m.has('process_cpu_user_seconds_total{env="test",region="eu"}'), 'Node process metrics are exported');
+      await a.close();
+      await b.close();
+    } finally {
+      await server.stop();
+      await app.stop();
+    }
+  });
+
+  test('a separate --metrics_port serves /metrics without the API key; --metrics_prefix changes names', async () => {
+    const { createServer } = await import('node:net');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--metrics_http', '/metrics', '--metrics_port', String(port), '--metrics_prefix', 'cc_']);
+    try {
+      assert.equal(server.app.metricsPort, port);
+      const scrape = await httpRequest(`http://127.0.0.1:${port}/metrics`);
+      assert.equal(scrape.status, 200);
+      assert.equal(parsePrometheus(scrape.body).get('cc_clients_num'), 0);
+      assert.equal((await httpRequest(`${server.http}/metrics`)).status, 404, 'not on the main port then');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('connection log lines carry the sid and the component name', async () => {
+    const server = await startServer(['--noauth', '--norpc']);
+    try {
+      const client = await RawClient.connect(server.url);
+      const { sid } = (await client.next()) as { sid: string };
+      client.send('not json');
+      client.send({ command: 'ping' });
+      await client.next();
+      const dropped = server.logs.records().find((r) => r.msg === 'client frame dropped');
+      assert.equal(dropped?.sid, sid);
+      assert.equal(dropped?.component, 'node');
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -1,0 +1,259 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { RawClient } from '../helpers/ws-client.js';
+import { httpRequest, sleep } from '../helpers/http.js';
+import { signToken } from '../helpers/tokens.js';
+import { deriveKey } from '../../src/auth/keys.js';
+import { hashPassword } from '../../src/auth/users.js';
+
+const API_KEY = deriveKey(TEST_SECRET, 'api-cable');
+const WS_KEY = 'ws-key-for-machines-0123456789';
+
+function postJson(url: string, body: unknown, key?: string): ReturnType<typeof httpRequest> {
+  return httpRequest(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body) });
+}
+
+describe('HTTP API key, WebSocket key, minted tokens', () => {
+  let server: TestServer;
+  let dir: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cablecat-'));
+    writeFileSync(join(dir, 'users'), `# users\nalice:${await hashPassword('wonderland')}\n`);
+    server = await startServer(['--secret', TEST_SECRET, '--norpc', '--ws_api_key', WS_KEY, '--path', '/cable,/machines/{id}',
+      '--users_file', join(dir, 'users'), '--metrics_http', '/metrics', '--max_conn', '50']);
+  });
+  after(() => server.stop());
+
+  test('POST /auth/token with the API key mints a token the WebSocket endpoint accepts', async () => {
+    const answer = await postJson(`${server.http}/auth/token`, { identifiers: { user_id: 'bob' }, ttl: 120 }, API_KEY);
+    assert.equal(answer.status, 200);
+    const body = answer.json() as { access_token: string; token_type: string; expires_in: number };
+    assert.equal(body.token_type, 'Bearer');
+    assert.equal(body.expires_in, 120);
+    const client = await RawClient.connect(`${server.url}?jid=${body.access_token}`);
+    assert.equal(((await client.next()) as { type: string }).type, 'welcome');
+    await client.close();
+  });
+
+  test('the token endpoint, metrics and broadcasts refuse a missing or wrong key with 401 and no hint', async () => {
+    for (const key of [undefined, 'wrong', deriveKey('other', 'api-cable')]) {
+      const token = await postJson(`${server.http}/auth/token`, { identifiers: { a: 1 } }, key);
+      assert.equal(token.status, 401);
+      assert.deepEqual(token.json(), { error: 'invalid_credentials' });
+      const metrics = await httpRequest(`${server.http}/metrics`, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+      assert.equal(metrics.status, 401);
+      assert.deepEqual(metrics.json(), { error: 'invalid_credentials' });
+    }
+    const keyInQuery = await httpRequest(`${server.http}/metrics?token=${API_KEY}`);
+    assert.equal(keyInQuery.status, 401, 'the key in the wrong place is refused');
+    assert.equal((await httpRequest(`${server.http}/metrics`, { headers: { Authorization: `Bearer ${API_KEY}` } })).status, 200);
+    assert.equal((await httpRequest(`${server.http}/health`)).status, 200, '/health needs no key');
+  });
+
+  test('internal users: right password gets a token for {"user_id":<name>}; wrong ones 401', async () => {
+    const ok = await postJson(`${server.http}/auth/token`, { username: 'alice', password: 'wonderland' });
+    assert.equal(ok.status, 200);
+    const client = await RawClient.connect(`${server.url}?jid=${(ok.json() as { access_token: string }).access_token}`);
+    assert.equal(((await client.next()) as { type: string }).type, 'welcome');
+    await client.close();
+    for (const creds of [{ username: 'alice', password: 'nope' }, { username: 'mallory', password: 'wonderland' }]) {
+      const answer = await postJson(`${server.http}/auth/token`, creds);
+      assert.equal(answer.status, 401);
+      assert.deepEqual(answer.json(), { error: 'invalid_credentials' });
+    }
+  });
+
+  test('a wrong user takes about as long as a wrong password; repeated failures are slowed down', async () => {
+    const time = async (creds: object): Promise<number> => {
+      const t = Date.now();
+      await postJson(`${server.http}/auth/token`, creds);
+      return Date.now() - t;
+    };
+    const wrongPassword = await time({ username: 'alice', password: 'x' });
+    const wrongUser = await time({ username: 'nobody', password: 'x' });
+    assert.ok(Math.abs(wrongPassword - wrongUser) < 80, `${wrongPassword} ms vs ${wrongUser} ms`);
+    for (let i = 0; i < 4; i++) await time({ username: 'alice', password: 'x' });
+    assert.ok((await time({ username: 'alice', password: 'x' })) >= 100, 'slowed down after repeated failures');
+  });
+
+  test('WebSocket key: no credential or a wrong key gets 403; the key in ?token= is accepted as {"user_id":<path id>}', async () => {
+    for (const url of [server.url, `${server.url}?token=wrong`, `${server.url}?key=${WS_KEY}`]) {
+      const client = new RawClient(url);
+      await assert.rejects(client.opened);
+      assert.equal(client.unexpectedStatus, 403);
+    }
+    const machine = await RawClient.connect(`ws://127.0.0.1:${server.port}/machines/sensor-9?token=${WS_KEY}`);
+    assert.equal(((await machine.next()) as { type: string }).type, 'welcome');
+    // Its identifiers are {"user_id":"sensor-9"}: a remote disconnect by those identifiers reaches it.
+    const kick = await postJson(`${server.http}/_broadcast`, { command: 'disconnect', payload: { identifier: '{"user_id":"sensor-9"}', reconnect: false } }, API_KEY);
+    assert.equal(kick.status, 201);
+    assert.deepEqual(await machine.next(), { type: 'disconnect', reason: 'remote', reconnect: false });
+    const generic = await RawClient.connect(`${server.url}?token=${WS_KEY}`);
+    assert.equal(((await generic.next()) as { type: string }).type, 'welcome');
+    await generic.close();
+  });
+
+  test('with the WebSocket key set, an expired JWT still reaches the client as token_expired', async () => {
+    const expired = await signToken(TEST_SECRET, { ext: '{"a":1}' }, { expiresIn: -5 });
+    const client = await RawClient.connect(`${server.url}?jid=${expired}`);
+    assert.equal(await client.nextText(), '{"type":"disconnect","reason":"token_expired","reconnect":false}');
+  });
+
+  test('token in both header and query: the header wins', async () => {
+    const good = await signToken(TEST_SECRET, { ext: '{"a":1}' }, { expiresIn: 60 });
+    const bad = await signToken('wrong-secret-000000000000', { ext: '{"a":1}' }, { expiresIn: 60 });
+    const headerGood = await RawClient.connect(`${server.url}?jid=${bad}`, { headers: { 'X-JID': good } });
+    assert.equal(((await headerGood.next()) as { type: string }).type, 'welcome');
+    await headerGood.close();
+    const headerBad = await RawClient.connect(`${server.url}?jid=${good}`, { headers: { 'X-JID': bad } });
+    assert.equal(((await headerBad.next()) as { reason: string }).reason, 'unauthorized');
+  });
+
+  test('logs never contain keys, tokens or cookies', async () => {
+    const token = await signToken(TEST_SECRET, { ext: '{"a":1}' }, { expiresIn: 60 });
+    const client = await RawClient.connect(`${server.url}?jid=${token}`, { headers: { Cookie: 'session=topsecretcookie' } });
+    await client.next();
+    await client.close();
+    await sleep(50);
+    for (const secret of [TEST_SECRET, API_KEY, WS_KEY, token, 'topsecretcookie', 'wonderland']) {
+      assert.ok(!server.logs.text.includes(secret), 'a secret leaked into the logs');
+    }
+  });
+});
+
+describe('secret rotation, origins, connection limit, TLS', () => {
+  test('tokens signed with any of several JWT secrets verify', async () => {
+    const server = await startServer(['--jwt_secret', 'new-secret-0123456789abc,old-secret-0123456789abc', '--norpc', '--broadcast_key', 'none']);
+    try {
+      for (const secret of ['new-secret-0123456789abc', 'old-secret-0123456789abc']) {
+        const client = await RawClient.connect(`${server.url}?jid=${await signToken(secret, { ext: '{"a":1}' }, { expiresIn: 60 })}`);
+        assert.equal(((await client.next()) as { type: string }).type, 'welcome');
+        await client.close();
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('--allowed_origins: other origins get 403; listed and wildcard ones connect', async () => {
+    const server = await startServer(['--noauth', '--norpc', '--allowed_origins', 'app.example.com,*.example.io']);
+    try {
+      for (const origin of ['https://app.example.com', 'https://chat.example.io']) {
+        const client = await RawClient.connect(server.url, { headers: { Origin: origin } });
+        await client.next();
+        await client.close();
+      }
+      const evil = new RawClient(server.url, { headers: { Origin: 'https://evil.com' } });
+      await assert.rejects(evil.opened);
+      assert.equal(evil.unexpectedStatus, 403);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('--max_conn: over the limit, upgrades get 503 at once', async () => {
+    const server = await startServer(['--noauth', '--norpc', '--max_conn', '2']);
+    try {
+      const a = await RawClient.connect(server.url);
+      const b = await RawClient.connect(server.url);
+      const c = new RawClient(server.url);
+      await assert.rejects(c.opened);
+      assert.equal(c.unexpectedStatus, 503);
+      await a.close();
+      await b.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('TLS with --ssl_cert/--ssl_key serves wss://', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+    const server = await startServer(['--noauth', '--norpc', '--ssl_cert', join(dir, 'cert.pem'), '--ssl_key', join(dir, 'key.pem')]);
+    try {
+      const { default: WebSocket } = await import('ws');
+      const ws = new WebSocket(`wss://127.0.0.1:${server.port}/cable`, ['actioncable-v1-json'], { rejectUnauthorized: false });
+      const first = await new Promise<string>((resolve, reject) => { ws.once('message', (d) => resolve(d.toString())); ws.once('error', reject); });
+      assert.equal((JSON.parse(first) as { type: string }).type, 'welcome');
+      ws.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('the CLI', () => {
+  const cli = join(process.cwd(), 'dist/src/cli/main.js');
+  const run = (args: string[], env: NodeJS.ProcessEnv): { code: number; out: string; err: string } => {
+    try {
+      const out = execFileSync(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return { code: 0, out, err: '' };
+    } catch (e) {
+      const err = e as { status: number; stdout: string; stderr: string };
+      return { code: err.status, out: err.stdout, err: err.stderr };
+    }
+  };
+
+  test('in production without a secret it refuses to start and names the env vars', () => {
+    const r = run(['--port', '0'], { NODE_ENV: 'production' });
+    assert.equal(r.code, 2);
+    assert.match(r.err, /ANYCABLE_SECRET/);
+  });
+
+  test('in production a weak secret is refused', () => {
+    const r = run(['--port', '0'], { NODE_ENV: 'production', ANYCABLE_SECRET: 'changeme' });
+    assert.equal(r.code, 2);
+    assert.match(r.err, /weak/);
+  });
+
+  test('bad config exits 2 with one message listing every problem', () => {
+    const r = run(['--port', 'abc', '--ping_interval', '-1', '--log_format', 'xml', '--bogus'], {});
+    assert.equal(r.code, 2);
+    for (const part of ['--port', '--ping_interval', '--log_format', '--bogus']) assert.ok(r.err.includes(part), part);
+  });
+
+  test('--help lists options with env names; --print-config masks secrets; env < flags', () => {
+    const help = run(['--help'], {});
+    assert.match(help.out, /--jwt_param .*ANYCABLE_JWT_PARAM/);
+    const printed = run(['--print-config', '--port', '9001'], { ANYCABLE_SECRET: 'a-very-long-secret-value', ANYCABLE_PORT: '9000' });
+    const config = JSON.parse(printed.out) as Record<string, unknown>;
+    assert.equal(config.port, 9001);
+    assert.equal(config.secret, '******');
+    assert.ok(!printed.out.includes('a-very-long-secret-value'));
+  });
+
+  test('in development without a secret it starts with a warning and prints a working token', async () => {
+    const child = spawn(process.execPath, [cli, '--port', '0', '--host', '127.0.0.1', '--norpc', '--log_format', 'json'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    try {
+      for (let i = 0; i < 50 && !out.includes('cablecat started'); i++) await sleep(100);
+      assert.match(out, /NO SECRET SET/);
+      assert.match(out, /A token for a test user/);
+      const started = out.split('\n').find((l) => l.includes('cablecat started'));
+      assert.ok(started);
+      const line = JSON.parse(started) as { address: string; auth: string[]; broadcast: string[]; rpc: string; version: string };
+      assert.deepEqual(line.auth, ['jwt']);
+      assert.equal(line.rpc, 'disabled');
+      const token = /token for a test user \(valid 24 h\): (\S+)/.exec(out)?.[1] ?? '';
+      const client = await RawClient.connect(`${line.address.replace('http', 'ws')}/cable?jid=${token}`);
+      assert.equal(((await client.next()) as { type: string }).type, 'welcome');
+      child.kill('SIGTERM');
+      assert.equal(await client.nextText(), '{"type":"disconnect","reason":"server_restart","reconnect":true}');
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  test('hash-password prints a hash usable in --users_file', () => {
+    const out = execFileSync(process.execPath, [cli, 'hash-password'], { input: 'pw\n', encoding: 'utf8' });
+    assert.match(out.trim(), /^scrypt\$16384\$8\$1\$/);
+  });
+});

@@ -37,7 +37,8 @@ export class Session implements CallContext {
   /** Set when closing started on our side; the close callback finishes the cleanup. */
   closing = false;
 
-  private readonly abort = new AbortController();
+  /** Created on first use: most sessions (JWT, streams) never make an RPC call to cancel. */
+  private abort: AbortController | null = null;
   private queue: Promise<void> = Promise.resolve();
   private pending = 0;
 
@@ -51,6 +52,10 @@ export class Session implements CallContext {
   }
 
   get signal(): AbortSignal {
+    if (this.abort === null) {
+      this.abort = new AbortController();
+      if (this.state === 'closed') this.abort.abort();
+    }
     return this.abort.signal;
   }
 
@@ -87,6 +92,6 @@ export class Session implements CallContext {
     this.socket = null;
     this.state = 'closed';
     this.closing = true;
-    this.abort.abort();
+    this.abort?.abort();
   }
 }

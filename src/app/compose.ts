@@ -27,7 +27,7 @@ import { BroadcastPipeline } from '../broadcast/pipeline.js';
 import { httpBroadcastRoute } from '../broadcast/http-broadcaster.js';
 import { RedisBroadcaster } from '../broadcast/redis-broadcaster.js';
 import { NatsBroadcaster } from '../broadcast/nats-broadcaster.js';
-import type { Broadcaster } from '../broadcast/broadcaster.js';
+import type { Broadcaster, FanoutHandler } from '../broadcast/broadcaster.js';
 import type { Subscriber } from '../pubsub/subscriber.js';
 import { RedisSubscriber } from '../pubsub/redis-subscriber.js';
 import { NatsSubscriber } from '../pubsub/nats-subscriber.js';
@@ -95,13 +95,13 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     onStreamRemoved: (stream) => pubsub?.unsubscribeStream(stream),
   });
   const disconnectQueue = new DisconnectQueue(controller, config.disconnectRate, metrics, logger.child({ component: 'disconnector' }));
-  let pipeline: BroadcastPipeline | undefined;
+  // The pipeline delivers through the node and the node publishes whispers through the pipeline;
+  // the closure is only called once both exist.
+  const pipeline = new BroadcastPipeline((pub) => node.deliver(pub), pubsub, metrics);
   const node = new Node(
     { pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize, disconnectMode: config.disconnectMode },
-    { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline?.route(pub, false) },
+    { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false) },
   );
-  pipeline = new BroadcastPipeline((pub) => node.deliver(pub), pubsub, metrics);
-  const broadcastPipeline = pipeline;
 
   const endpoint = new WsEndpoint({
     paths: config.paths,
@@ -121,7 +121,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   if (config.broadcastAdapters.includes('http')) {
     const keys = config.broadcastKey ? [config.broadcastKey, config.apiKey] : [];
     routes.push(httpBroadcastRoute({ path: config.httpBroadcastPath, keys, maxBody: config.httpBroadcastMaxBody },
-      (pubs) => broadcastPipeline.accept(pubs, false), metrics, logger));
+      (pubs) => pipeline.accept(pubs, false), metrics, logger));
   }
   const users = config.usersFile ? loadUsersFile(config.usersFile) : new Map<string, string>();
   if (config.jwtSecrets.length > 0 && config.apiKey) {
@@ -140,7 +140,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   registerRoutes(app, routes);
 
   const broadcasters: Broadcaster[] = [];
-  const fanout = (pubs: readonly import('../broadcast/message.js').Publication[]): void => broadcastPipeline.accept(pubs, true);
+  const fanout: FanoutHandler = (pubs) => pipeline.accept(pubs, true);
   if (config.broadcastAdapters.includes('redis')) broadcasters.push(new RedisBroadcaster(config.redisUrl, config.redisChannel, fanout, metrics, logger));
   if (config.broadcastAdapters.includes('nats')) broadcasters.push(new NatsBroadcaster(config.natsServers, config.natsChannel, fanout, metrics, logger));
   const metricsLogger = config.metricsLog ? new MetricsLogger(metrics, logger.child({ component: 'metrics' }), config.metricsRotateIntervalS * 1000) : null;

@@ -2,7 +2,7 @@ import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectNats } from '../broker/nats-connection.js';
-import { parsePublicationsText } from './message.js';
+import { readBrokerPayload } from '../broker/payload.js';
 import type { Broadcaster, FanoutHandler } from './broadcaster.js';
 
 /** Subscribes to the broadcast subject (`__anycable__`) on NATS. */
@@ -27,13 +27,8 @@ export class NatsBroadcaster implements Broadcaster {
     this.subscription = this.connection.subscribe(this.subject, {
       callback: (err, msg) => {
         if (err) return;
-        const parsed = parsePublicationsText(decoder.decode(msg.data));
-        if (!parsed.ok) {
-          this.metrics.counters.failed_broadcast_msg_total++;
-          this.log.info({ error: parsed.error }, 'invalid broadcast payload');
-          return;
-        }
-        this.handler(parsed.items);
+        const items = readBrokerPayload(decoder.decode(msg.data), this.metrics, this.log);
+        if (items.length > 0) this.handler(items);
       },
     });
   }

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectRedis } from '../broker/redis-connection.js';
-import { parsePublicationsText } from './message.js';
+import { readBrokerPayload } from '../broker/payload.js';
 import type { Broadcaster, FanoutHandler } from './broadcaster.js';
 
 /** SUBSCRIBE on the broadcast channel (`__anycable__`): what the anycable gem's redis adapter PUBLISHes. */
@@ -24,13 +24,8 @@ export class RedisBroadcaster implements Broadcaster {
     const client = connectRedis(this.url, 'broadcast', this.metrics, this.log);
     this.client = client;
     client.on('message', (_channel: string, message: string) => {
-      const parsed = parsePublicationsText(message);
-      if (!parsed.ok) {
-        this.metrics.counters.failed_broadcast_msg_total++;
-        this.log.info({ error: parsed.error }, 'invalid broadcast payload');
-        return;
-      }
-      this.handler(parsed.items);
+      const items = readBrokerPayload(message, this.metrics, this.log);
+      if (items.length > 0) this.handler(items);
     });
     // Do not block start-up on a dead Redis: the subscription is made (and remade) once it is up.
     client.connect().catch(() => undefined);

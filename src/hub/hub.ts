@@ -19,6 +19,8 @@ interface Route {
   readonly topic: string;
   /** `{"identifier":…,"message":` built once per route, not per broadcast. */
   readonly framePrefix: string;
+  /** Its UTF-8 length, so the byte counter needs no per-frame measurement. */
+  readonly framePrefixBytes: number;
   count: number;
 }
 
@@ -44,14 +46,6 @@ export class Hub {
     metrics.registerGauge('broadcast_streams_num', () => this.streams.size);
   }
 
-  get streamCount(): number {
-    return this.streams.size;
-  }
-
-  hasStream(stream: string): boolean {
-    return this.streams.has(stream);
-  }
-
   subscribe(socket: TopicSocket, stream: string, identifier: string): void {
     let routes = this.streams.get(stream);
     const isNewStream = routes === undefined;
@@ -61,7 +55,8 @@ export class Hub {
     }
     let route = routes.get(identifier);
     if (!route) {
-      route = { topic: JSON.stringify([stream, identifier]), framePrefix: messageFramePrefix(identifier), count: 0 };
+      const framePrefix = messageFramePrefix(identifier);
+      route = { topic: JSON.stringify([stream, identifier]), framePrefix, framePrefixBytes: Buffer.byteLength(framePrefix), count: 0 };
       routes.set(identifier, route);
     }
     if (socket.subscribe(route.topic)) route.count++;
@@ -87,6 +82,8 @@ export class Hub {
     const routes = this.streams.get(stream);
     if (!routes) return;
     const messageJson = messageJsonFromData(data);
+    // The closing brace adds one byte.
+    const messageBytes = Buffer.byteLength(messageJson) + 1;
     const counters = this.metrics.counters;
     for (const route of routes.values()) {
       const frame = route.framePrefix + messageJson + '}';
@@ -99,7 +96,7 @@ export class Hub {
         this.publisher.publish(route.topic, frame);
       }
       counters.server_msg_total += receivers;
-      counters.data_sent_total += receivers * Buffer.byteLength(frame);
+      counters.data_sent_total += receivers * (route.framePrefixBytes + messageBytes);
     }
   }
 }

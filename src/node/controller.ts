@@ -9,13 +9,10 @@ export type Status = 'success' | 'failure' | 'error';
 export interface RequestInfo {
   /** Absolute http(s) URL of the request, as the RPC app expects in env.url. */
   readonly url: string;
-  readonly path: string;
-  readonly query: URLSearchParams;
   /** Proxied headers (lower-case names) plus REMOTE_ADDR and the JWT header when present. */
   readonly headers: Readonly<Record<string, string>>;
   /** The JWT from header, sub-protocol or query ('' when none). */
   readonly token: string;
-  readonly remoteAddress: string;
   /** Set when the upgrade was allowed by the WebSocket key; the id comes from the path or is "user". */
   readonly keyUserId: string | null;
 }

@@ -34,10 +34,6 @@ export class DisconnectQueue {
     this.items.push(ctx);
   }
 
-  get size(): number {
-    return this.items.length;
-  }
-
   private tick(): void {
     for (let i = 0; i < this.perTick && this.items.length > 0; i++) this.run(this.items.shift()!);
   }

@@ -10,7 +10,7 @@ import {
 } from '../protocol/messages.js';
 import { WHISPER_STATE_KEY } from '../streams/streams-controller.js';
 import { errorMessage } from '../errors.js';
-import type { CommandResult, Controller, DisconnectContext } from './controller.js';
+import { commandResult, type CommandResult, type Controller, type DisconnectContext } from './controller.js';
 import type { DisconnectMode } from '../config/config.js';
 import type { DisconnectQueue } from './disconnect-queue.js';
 import { Session, type Subscription } from './session.js';
@@ -18,6 +18,8 @@ import { Session, type Subscription } from './session.js';
 export const PING_TOPIC = '$ping';
 /** Granularity of pings and of the slow-consumer sweep. */
 const TICK_MS = 250;
+/** Disconnect calls run after the connection is gone: nothing cancels them. */
+const NEVER_ABORTED = new AbortController().signal;
 
 export interface NodeOptions {
   readonly pingIntervalS: number;
@@ -104,14 +106,14 @@ export class Node {
     if (result.status === 'failure') {
       this.deps.metrics.counters.failed_auths_total++;
       this.log.info({ sid: session.sid, reason: result.reason ?? 'rejected by the app' }, 'authentication failed');
-      for (const frame of result.transmissions) this.send(session, frame);
+      this.sendAll(session, result.transmissions);
       session.close(CLOSE_NORMAL);
       return;
     }
     session.identifiers = result.identifiers;
     session.state = 'connected';
     this.indexIdentifiers(session);
-    for (const frame of result.transmissions) this.send(session, frame);
+    this.sendAll(session, result.transmissions);
     if (session.customPingS === null) {
       session.socket?.subscribe(PING_TOPIC);
       session.onSharedPing = true;
@@ -178,7 +180,7 @@ export class Node {
       request: session.request,
       identifiers: session.identifiers,
       cstate: { ...session.cstate },
-      signal: new AbortController().signal,
+      signal: NEVER_ABORTED,
       subscriptions: [...session.subscriptions.keys()],
       istates,
     };
@@ -199,7 +201,7 @@ export class Node {
         try {
           result = await controller.subscribe(session, identifier, {});
         } catch (err) {
-          result = { status: 'error', transmissions: [], streams: [], stopStreams: false, stoppedStreams: [], disconnect: false, errorMsg: errorMessage(err), usedRpc: true };
+          result = commandResult('error', { errorMsg: errorMessage(err) });
         }
         if (result.status === 'error') {
           // anycable-go sends nothing here and the client hangs; a reject lets it move on.
@@ -266,7 +268,7 @@ export class Node {
       if (result.istate) mergeState(sub.istate, result.istate);
     }
     if (result.cstate) mergeState(session.cstate, result.cstate);
-    for (const frame of result.transmissions) this.send(session, frame);
+    this.sendAll(session, result.transmissions);
     if (result.disconnect) session.close(CLOSE_NORMAL);
   }
 
@@ -290,17 +292,14 @@ export class Node {
   }
 
   /** Closes every connection with these identifiers (anycable-go 1.6.16 closes only the first). */
-  disconnectByIdentifiers(identifiers: string, reconnect: boolean): number {
+  private disconnectByIdentifiers(identifiers: string, reconnect: boolean): void {
     const matches = this.byIdentifiers.get(identifiers);
-    if (!matches) return 0;
+    if (!matches) return;
     const frame = disconnectFrame('remote', reconnect);
+    // Copy: each close removes the session from `matches` through onClose.
     const targets = [...matches];
-    for (const session of targets) {
-      this.countSent(frame);
-      session.close(CLOSE_NORMAL, frame);
-    }
+    for (const session of targets) this.closeWith(session, CLOSE_NORMAL, frame);
     this.log.info({ count: targets.length }, 'remote disconnect');
-    return targets.length;
   }
 
   // ---- timers -----------------------------------------------------------------------------
@@ -330,19 +329,27 @@ export class Node {
       if (socket === null || session.closing || socket.getBufferedAmount() <= limit) continue;
       this.deps.metrics.counters.disconnected_slow_clients_total++;
       this.log.info({ sid: session.sid, buffered: socket.getBufferedAmount() }, 'slow client disconnected');
-      session.close(CLOSE_NORMAL, disconnectFrame('too_slow', true));
+      this.closeWith(session, CLOSE_NORMAL, disconnectFrame('too_slow', true));
     }
   }
 
   // ---- helpers ----------------------------------------------------------------------------
 
+  /** Every frame the node sends one by one goes through here, so the counters see all of them. */
   private send(session: Session, frame: string): void {
-    if (session.send(frame) > 0) this.countSent(frame);
-  }
-
-  private countSent(frame: string): void {
+    if (!session.send(frame)) return;
     this.deps.metrics.counters.server_msg_total++;
     this.deps.metrics.counters.data_sent_total += Buffer.byteLength(frame);
+  }
+
+  private sendAll(session: Session, frames: readonly string[]): void {
+    for (const frame of frames) this.send(session, frame);
+  }
+
+  /** A last frame (disconnect reason), then the close. */
+  private closeWith(session: Session, code: number, frame: string): void {
+    this.send(session, frame);
+    session.close(code);
   }
 
   private dropFrame(session: Session, why: string): void {
@@ -375,8 +382,9 @@ export class Node {
     if (this.ticker) clearInterval(this.ticker);
     const frame = disconnectFrame('server_restart', true);
     for (const session of [...this.sessions]) {
-      if (session.state === 'connected') this.countSent(frame);
-      session.close(CLOSE_GOING_AWAY, session.state === 'connected' ? frame : undefined);
+      // Connections still authenticating get no frame: they never had a welcome.
+      if (session.state === 'connected') this.closeWith(session, CLOSE_GOING_AWAY, frame);
+      else session.close(CLOSE_GOING_AWAY);
     }
   }
 }

@@ -1,6 +1,5 @@
 import type { CallContext, RequestInfo } from './controller.js';
 import type { TopicSocket } from '../hub/hub.js';
-import type { SupportedProtocol } from '../protocol/messages.js';
 
 /** What a session needs from its socket; uWS WebSocket satisfies it. */
 export interface SessionSocket extends TopicSocket {
@@ -45,7 +44,6 @@ export class Session implements CallContext {
   constructor(
     readonly sid: string,
     readonly request: RequestInfo,
-    readonly protocol: SupportedProtocol,
     customPingS: number | null,
   ) {
     this.customPingS = customPingS;
@@ -71,17 +69,16 @@ export class Session implements CallContext {
     return true;
   }
 
-  /** Sends a text frame; returns the bytes written (0 when closed). */
-  send(frame: string): number {
-    if (!this.isOpen || this.socket === null) return 0;
+  /** Sends a text frame; false when the connection is closed or closing. */
+  send(frame: string): boolean {
+    if (!this.isOpen || this.socket === null) return false;
     this.socket.send(frame, false);
-    return frame.length;
+    return true;
   }
 
-  /** Sends the optional frame, then a close frame with `code`. Safe to call more than once. */
-  close(code: number, frame?: string): void {
+  /** Sends a close frame with `code`. Safe to call more than once. */
+  close(code: number): void {
     if (!this.isOpen || this.socket === null) return;
-    if (frame !== undefined) this.socket.send(frame, false);
     this.closing = true;
     // uWS calls the close handler synchronously from end(); cleanup happens there.
     this.socket.end(code);

@@ -2,7 +2,8 @@ import type { NatsConnection, Subscription } from 'nats';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectNats, streamSubject } from '../broker/nats-connection.js';
-import { encodePublication, parsePublicationsText, type Publication } from '../broadcast/message.js';
+import { encodePublication, type Publication } from '../broadcast/message.js';
+import { readBrokerPayload } from '../broker/payload.js';
 import type { Subscriber } from './subscriber.js';
 
 const STREAM_PREFIX = 'cablecat.stream';
@@ -31,9 +32,7 @@ export class NatsSubscriber implements Subscriber {
     return this.connection?.subscribe(subject, {
       callback: (err, msg) => {
         if (err) return;
-        const parsed = parsePublicationsText(this.decoder.decode(msg.data));
-        if (parsed.ok) for (const pub of parsed.items) this.deliver(pub);
-        else this.log.warn({ error: parsed.error }, 'invalid pub/sub message');
+        for (const pub of readBrokerPayload(this.decoder.decode(msg.data), this.metrics, this.log)) this.deliver(pub);
       },
     }) ?? null;
   }

@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectRedis } from '../broker/redis-connection.js';
-import { encodePublication, parsePublicationsText, type Publication } from '../broadcast/message.js';
+import { encodePublication, type Publication } from '../broadcast/message.js';
+import { readBrokerPayload } from '../broker/payload.js';
 import type { Subscriber } from './subscriber.js';
 
 const STREAM_PREFIX = 'cablecat:stream:';
@@ -22,9 +23,7 @@ export class RedisSubscriber implements Subscriber {
     this.publisher = connectRedis(this.url, 'pubsub_publish', this.metrics, this.log);
     this.subscriber = connectRedis(this.url, 'pubsub_subscribe', this.metrics, this.log);
     this.subscriber.on('message', (_channel: string, message: string) => {
-      const parsed = parsePublicationsText(message);
-      if (parsed.ok) for (const pub of parsed.items) deliver(pub);
-      else this.log.warn({ error: parsed.error }, 'invalid pub/sub message');
+      for (const pub of readBrokerPayload(message, this.metrics, this.log)) deliver(pub);
     });
     this.publisher.connect().catch(() => undefined);
     this.subscriber.connect().catch(() => undefined);

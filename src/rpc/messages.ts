@@ -7,11 +7,12 @@ export const STATUS_SUCCESS = 1;
 export const STATUS_FAILURE = 2;
 export type RpcStatus = typeof STATUS_ERROR | typeof STATUS_SUCCESS | typeof STATUS_FAILURE;
 
+/** Request side: serialized at once, so the session's own maps go in as they are (no copies). */
 export interface Env {
-  url: string;
-  headers: Record<string, string>;
-  cstate: Record<string, string>;
-  istate: Record<string, string>;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly cstate: Readonly<Record<string, string>>;
+  readonly istate: Readonly<Record<string, string>>;
 }
 
 export interface EnvResponse {

@@ -46,7 +46,7 @@ export class RpcController implements Controller {
   }
 
   private env(ctx: CallContext, istate: Readonly<Record<string, string>>): Env {
-    return { url: ctx.request.url, headers: { ...ctx.request.headers }, cstate: { ...ctx.cstate }, istate: { ...istate } };
+    return { url: ctx.request.url, headers: ctx.request.headers, cstate: ctx.cstate, istate };
   }
 
   /** Waits for a slot, then tries until success, a non-retryable error or the budget is spent. */
@@ -142,7 +142,7 @@ export class RpcController implements Controller {
     const request: DisconnectRequest = {
       identifiers: ctx.identifiers,
       subscriptions: [...ctx.subscriptions],
-      env: { url: ctx.request.url, headers: { ...ctx.request.headers }, cstate: { ...ctx.cstate }, istate: { ...ctx.istates } },
+      env: this.env(ctx, ctx.istates),
     };
     const res = readDisconnectResponse(await this.invoke('Disconnect', request, ctx));
     if (res.status !== STATUS_SUCCESS) this.log.warn({ sid: ctx.sid, err: res.error_msg }, 'disconnect rejected by the app');

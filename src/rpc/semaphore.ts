@@ -17,10 +17,6 @@ export class Semaphore {
     return this.waiters.length;
   }
 
-  get busy(): number {
-    return this.active;
-  }
-
   async acquire(signal: AbortSignal): Promise<void> {
     if (signal.aborted) throw new CancelledError();
     if (this.active < this.capacity) {

@@ -1,7 +1,6 @@
 export type RpcMethod = 'Connect' | 'Command' | 'Disconnect';
 
 /** gRPC status codes the client logic cares about (HTTP RPC maps onto the same). */
-export const GRPC_CANCELLED = 1;
 export const GRPC_UNKNOWN = 2;
 export const GRPC_INVALID_ARGUMENT = 3;
 export const GRPC_DEADLINE_EXCEEDED = 4;

@@ -8,11 +8,13 @@ export interface UpgradeOptions {
   readonly secure: boolean;
 }
 
+/** Everything the upgrade needs; only `info` outlives it, kept small because it lives per connection. */
 export interface CapturedUpgrade {
   readonly info: Omit<RequestInfo, 'keyUserId'>;
+  readonly query: URLSearchParams;
+  readonly remoteAddress: string;
   /** The selected sub-protocol ('' when the client offered none of ours). */
   readonly protocol: SupportedProtocol | '';
-  readonly offeredProtocols: boolean;
   readonly secWebSocketKey: string;
   readonly secWebSocketExtensions: string;
   readonly origin: string;
@@ -53,14 +55,12 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
   return {
     info: {
       url: `${opts.secure ? 'https' : 'http'}://${host || 'localhost'}${path}${rawQuery ? `?${rawQuery}` : ''}`,
-      path,
-      query,
       headers,
       token,
-      remoteAddress,
     },
+    query,
+    remoteAddress,
     protocol,
-    offeredProtocols: subprotocols.length > 0,
     secWebSocketKey: req.getHeader('sec-websocket-key'),
     secWebSocketExtensions: req.getHeader('sec-websocket-extensions'),
     origin: req.getHeader('origin'),

@@ -3,7 +3,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebS
 import type { Logger } from '../logging/logger.js';
 import type { Node } from '../node/node.js';
 import { Session } from '../node/session.js';
-import { PROTOCOL_JSON } from '../protocol/messages.js';
+import { Reply } from './http-io.js';
 import { VERSION } from '../version.js';
 import { captureUpgrade, originAllowed, type UpgradeOptions } from './request-info.js';
 import { safeEqual } from '../auth/keys.js';
@@ -54,6 +54,7 @@ export class WsEndpoint {
 
   register(app: TemplatedApp): void {
     for (const path of this.opts.paths) {
+      const idFromPath = pathUserIdReader(path);
       app.ws<UserData>(toUwsPattern(path), {
         maxPayloadLength: hardFrameLimit(this.opts.maxMessageSize),
         // Headroom above the too_slow threshold: the node's sweep (every 250 ms) must find the socket
@@ -62,7 +63,7 @@ export class WsEndpoint {
         closeOnBackpressureLimit: 0,
         idleTimeout: 0,
         sendPingsAutomatically: false,
-        upgrade: (res, req, context) => this.upgrade(res, req, context, path),
+        upgrade: (res, req, context) => this.upgrade(res, req, context, idFromPath),
         open: (ws) => this.open(ws),
         message: (ws, message, isBinary) => this.node.onMessage(ws.getUserData().session, message, isBinary),
         close: (ws) => this.node.onClose(ws.getUserData().session),
@@ -71,12 +72,10 @@ export class WsEndpoint {
   }
 
   private refuse(res: HttpResponse, status: string, error: string): void {
-    res.cork(() => {
-      res.writeStatus(status).writeHeader('Content-Type', 'application/json').end(JSON.stringify({ error }), true);
-    });
+    new Reply(res).json(status, { error }, true);
   }
 
-  private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t, pattern: string): void {
+  private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t, userIdFromPath: (req: HttpRequest) => string): void {
     if (!this.accepting) return this.refuse(res, '503 Service Unavailable', 'shutting_down');
     if (this.opts.maxConn > 0 && this.node.size >= this.opts.maxConn) {
       this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, upgrade refused');
@@ -89,18 +88,16 @@ export class WsEndpoint {
     }
     let keyUserId: string | null = null;
     if (this.opts.wsApiKey) {
-      const key = captured.info.query.get('token') ?? '';
+      const key = captured.query.get('token') ?? '';
       if (key !== '' && safeEqual(key, this.opts.wsApiKey)) {
-        keyUserId = pathUserId(pattern, req) || 'user';
+        keyUserId = userIdFromPath(req) || 'user';
       } else if (captured.info.token === '') {
         // A JWT goes through so the JWT layer answers it with frames (token_expired must reach the client).
-        this.log.info({ remote: captured.info.remoteAddress }, 'websocket key missing or wrong, upgrade refused');
+        this.log.info({ remote: captured.remoteAddress }, 'websocket key missing or wrong, upgrade refused');
         return this.refuse(res, '403 Forbidden', 'invalid_credentials');
       }
     }
-    const sid = randomUUID();
-    const protocol = captured.protocol === '' ? PROTOCOL_JSON : captured.protocol;
-    const session = new Session(sid, { ...captured.info, keyUserId }, protocol, captured.pingOverride);
+    const session = new Session(randomUUID(), { ...captured.info, keyUserId }, captured.pingOverride);
     res.cork(() => {
       res.writeStatus('101 Switching Protocols');
       res.writeHeader('X-AnyCable-Version', VERSION);
@@ -116,9 +113,9 @@ export class WsEndpoint {
   }
 }
 
-/** The id segment of a key-authenticated path such as /cable/:id or /cable/*. */
-function pathUserId(pattern: string, req: HttpRequest): string {
-  if (/[:{]/.test(pattern)) return req.getParameter(0) ?? '';
-  if (pattern.endsWith('/*')) return req.getUrl().slice(pattern.length - 1).split('/')[0] ?? '';
-  return '';
+/** Reads the id segment of a key-authenticated path such as /cable/{id} or /cable/*; decided once per pattern. */
+function pathUserIdReader(pattern: string): (req: HttpRequest) => string {
+  if (/[:{]/.test(pattern)) return (req) => req.getParameter(0) ?? '';
+  if (pattern.endsWith('/*')) return (req) => req.getUrl().slice(pattern.length - 1).split('/')[0] ?? '';
+  return () => '';
 }

@@ -32,6 +32,8 @@ export class RpcApp {
   broadcast: (stream: string, data: unknown) => Promise<void> = async () => undefined;
   /** Extra delay for every call, ms (to test timeouts and shutdown). */
   delayMs = 0;
+  /** The host the server under test is reached at; the request_url handler checks it. */
+  expectedHost = '';
   disconnectDelayMs = 0;
   private grpcServer: grpc.Server | null = null;
   private httpServer: HttpServer | null = null;
@@ -51,7 +53,7 @@ export class RpcApp {
       case 'headers':
         return headers['x-api-token'] === 'abc' ? ok({ uid: 'api' }) : fail();
       case 'request_url':
-        return url.searchParams.get('test') === 'request_url' && url.host === url.host ? ok({ uid: url.toString() }) : fail();
+        return url.searchParams.get('test') === 'request_url' && url.host === this.expectedHost ? ok({ uid: url.toString() }) : fail();
       case 'reasons':
         return url.searchParams.get('reason') === 'unauthorized' ? fail() : ok({ uid: 'reasons' });
       case 'uid':

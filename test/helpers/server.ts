@@ -50,3 +50,13 @@ export async function startServer(args: readonly string[] = [], env: NodeJS.Proc
     },
   };
 }
+
+/** Runs `body` against a server started with `args`, and always stops it. */
+export async function withServer<T>(args: readonly string[], body: (server: TestServer) => Promise<T>): Promise<T> {
+  const server = await startServer(args);
+  try {
+    return await body(server);
+  } finally {
+    await server.stop();
+  }
+}

@@ -1,8 +1,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
-import { httpRequest, sleep } from '../helpers/http.js';
+import { broadcast, httpRequest } from '../helpers/http.js';
 import { signToken, b64url } from '../helpers/tokens.js';
 
 const UNAUTHORIZED = '{"type":"disconnect","reason":"unauthorized","reconnect":false}';
@@ -194,31 +194,28 @@ describe('WebSocket endpoint with JWT identification', () => {
 
 describe('other auth modes', () => {
   test('--enforce_jwt rejects a connection without a token', async () => {
-    const server = await startServer(['--secret', TEST_SECRET, '--enforce_jwt', '--noauth']);
-    try {
+    await withServer(['--secret', TEST_SECRET, '--enforce_jwt', '--noauth'], async (server) => {
       const client = await RawClient.connect(server.url);
       assert.equal(await client.nextText(), UNAUTHORIZED);
       assert.equal((await client.closed).code, 1000);
-    } finally {
-      await server.stop();
-    }
+    });
   });
 
   test('--noauth accepts a connection without a token with identifiers {"sid":…}', async () => {
-    const server = await startServer(['--noauth', '--norpc', '--disconnect_mode', 'always']);
-    try {
+    await withServer(['--noauth', '--norpc', '--disconnect_mode', 'always'], async (server) => {
       const client = await RawClient.connect(server.url);
       const welcome = (await client.next()) as { type: string; sid: string };
       assert.equal(welcome.type, 'welcome');
-      await client.close();
-    } finally {
-      await server.stop();
-    }
+      // Identified as {"sid":<sid>}: a remote disconnect by exactly those identifiers reaches it.
+      const kick = await broadcast(server.http, { command: 'disconnect', payload: { identifier: JSON.stringify({ sid: welcome.sid }), reconnect: false } });
+      assert.equal(kick.status, 201);
+      assert.deepEqual(await client.next(), { type: 'disconnect', reason: 'remote', reconnect: false });
+    });
   });
 });
 
 describe('graceful shutdown', () => {
-  test('clients get server_restart and close 1001; /health answers 503 while shutting down', async () => {
+  test('clients get server_restart and close 1001 (the 503 from /health is shown in rpc.test)', async () => {
     const server = await startServer(['--noauth', '--norpc', '--shutdown_timeout', '5']);
     const client = await RawClient.connect(server.url);
     await client.next();
@@ -227,6 +224,5 @@ describe('graceful shutdown', () => {
     assert.equal(await client.nextText(), '{"type":"disconnect","reason":"server_restart","reconnect":true}');
     assert.equal((await client.closed).code, 1001);
     await stopping;
-    await sleep(10);
   });
 });

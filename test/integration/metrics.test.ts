@@ -1,6 +1,6 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, TEST_SECRET } from '../helpers/server.js';
+import { startServer, withServer, TEST_SECRET } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { signToken } from '../helpers/tokens.js';
@@ -83,21 +83,17 @@ describe('Prometheus metrics after a scripted scenario', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const port = (probe.address() as { port: number }).port;
     await new Promise((r) => probe.close(r));
-    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--metrics_http', '/metrics', '--metrics_port', String(port), '--metrics_prefix', 'cc_']);
-    try {
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--metrics_http', '/metrics', '--metrics_port', String(port), '--metrics_prefix', 'cc_'], async (server) => {
       assert.equal(server.app.metricsPort, port);
       const scrape = await httpRequest(`http://127.0.0.1:${port}/metrics`);
       assert.equal(scrape.status, 200);
       assert.equal(parsePrometheus(scrape.body).get('cc_clients_num'), 0);
       assert.equal((await httpRequest(`${server.http}/metrics`)).status, 404, 'not on the main port then');
-    } finally {
-      await server.stop();
-    }
+    });
   });
 
   test('connection log lines carry the sid and the component name', async () => {
-    const server = await startServer(['--noauth', '--norpc']);
-    try {
+    await withServer(['--noauth', '--norpc'], async (server) => {
       const client = await RawClient.connect(server.url);
       const { sid } = (await client.next()) as { sid: string };
       client.send('not json');
@@ -107,8 +103,6 @@ describe('Prometheus metrics after a scripted scenario', () => {
       assert.equal(dropped?.sid, sid);
       assert.equal(dropped?.component, 'node');
       await client.close();
-    } finally {
-      await server.stop();
-    }
+    });
   });
 });

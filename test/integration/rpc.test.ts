@@ -29,6 +29,7 @@ describe('RPC over gRPC: the anyt scenarios', () => {
   before(async () => {
     const port = await app.listenGrpc();
     server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, '--headers', 'cookie,x-api-token', '--ping_interval', '1']);
+    app.expectedHost = `127.0.0.1:${server.port}`;
     app.broadcast = async (stream, data) => { await broadcast(server.http, { stream, data: JSON.stringify(data) }, BROADCAST_KEY); };
   });
   after(async () => { await server.stop(); await app.stop(); });

@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient } from '../helpers/ws-client.js';
 import { httpRequest, sleep } from '../helpers/http.js';
 import { signToken } from '../helpers/tokens.js';
@@ -128,21 +128,17 @@ describe('HTTP API key, WebSocket key, minted tokens', () => {
 
 describe('secret rotation, origins, connection limit, TLS', () => {
   test('tokens signed with any of several JWT secrets verify', async () => {
-    const server = await startServer(['--jwt_secret', 'new-secret-0123456789abc,old-secret-0123456789abc', '--norpc', '--broadcast_key', 'none']);
-    try {
+    await withServer(['--jwt_secret', 'new-secret-0123456789abc,old-secret-0123456789abc', '--norpc', '--broadcast_key', 'none'], async (server) => {
       for (const secret of ['new-secret-0123456789abc', 'old-secret-0123456789abc']) {
         const client = await RawClient.connect(`${server.url}?jid=${await signToken(secret, { ext: '{"a":1}' }, { expiresIn: 60 })}`);
         assert.equal(((await client.next()) as { type: string }).type, 'welcome');
         await client.close();
       }
-    } finally {
-      await server.stop();
-    }
+    });
   });
 
   test('--allowed_origins: other origins get 403; listed and wildcard ones connect', async () => {
-    const server = await startServer(['--noauth', '--norpc', '--allowed_origins', 'app.example.com,*.example.io']);
-    try {
+    await withServer(['--noauth', '--norpc', '--allowed_origins', 'app.example.com,*.example.io'], async (server) => {
       for (const origin of ['https://app.example.com', 'https://chat.example.io']) {
         const client = await RawClient.connect(server.url, { headers: { Origin: origin } });
         await client.next();
@@ -151,14 +147,11 @@ describe('secret rotation, origins, connection limit, TLS', () => {
       const evil = new RawClient(server.url, { headers: { Origin: 'https://evil.com' } });
       await assert.rejects(evil.opened);
       assert.equal(evil.unexpectedStatus, 403);
-    } finally {
-      await server.stop();
-    }
+    });
   });
 
   test('--max_conn: over the limit, upgrades get 503 at once', async () => {
-    const server = await startServer(['--noauth', '--norpc', '--max_conn', '2']);
-    try {
+    await withServer(['--noauth', '--norpc', '--max_conn', '2'], async (server) => {
       const a = await RawClient.connect(server.url);
       const b = await RawClient.connect(server.url);
       const c = new RawClient(server.url);
@@ -166,24 +159,19 @@ describe('secret rotation, origins, connection limit, TLS', () => {
       assert.equal(c.unexpectedStatus, 503);
       await a.close();
       await b.close();
-    } finally {
-      await server.stop();
-    }
+    });
   });
 
   test('TLS with --ssl_cert/--ssl_key serves wss://', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cablecat-tls-'));
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
-    const server = await startServer(['--noauth', '--norpc', '--ssl_cert', join(dir, 'cert.pem'), '--ssl_key', join(dir, 'key.pem')]);
-    try {
+    await withServer(['--noauth', '--norpc', '--ssl_cert', join(dir, 'cert.pem'), '--ssl_key', join(dir, 'key.pem')], async (server) => {
       const { default: WebSocket } = await import('ws');
       const ws = new WebSocket(`wss://127.0.0.1:${server.port}/cable`, ['actioncable-v1-json'], { rejectUnauthorized: false });
       const first = await new Promise<string>((resolve, reject) => { ws.once('message', (d) => resolve(d.toString())); ws.once('error', reject); });
       assert.equal((JSON.parse(first) as { type: string }).type, 'welcome');
       ws.close();
-    } finally {
-      await server.stop();
-    }
+    });
   });
 });
 

@@ -1,0 +1,12 @@
+import type { Logger } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { parsePublicationsText, type Publication } from '../broadcast/message.js';
+
+/** Parses a message from Redis or NATS; an invalid one is counted and logged, and yields nothing. */
+export function readBrokerPayload(text: string, metrics: Metrics, log: Logger): readonly Publication[] {
+  const parsed = parsePublicationsText(text);
+  if (parsed.ok) return parsed.items;
+  metrics.counters.failed_broadcast_msg_total++;
+  log.warn({ error: parsed.error }, 'invalid broadcast payload');
+  return [];
+}

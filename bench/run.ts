@@ -1,5 +1,6 @@
-// npm run bench -- [--sizes=1000,5000] [--scenarios=connect,fanout,memory] [--broadcasts=50]
+// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory] [--broadcasts=50]
 // Each server is its own process (pinned to core 0 when taskset exists), the load client another (core 1).
+// Numbers are reported next to the baselines of the same run, and as ratios to the bare uWS limit.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -10,11 +11,13 @@ import { SignJWT } from 'jose';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const opt = (name: string, def: string): string => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
-const sizes = opt('sizes', '1000').split(',').map(Number);
+const sizes = opt('sizes', '1000,5000').split(',').map(Number);
 const scenarios = opt('scenarios', 'connect,fanout,memory').split(',');
 const broadcasts = Number(opt('broadcasts', '50'));
+const interval = Number(opt('interval', '0'));
 const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).stdout.trim() !== '';
 const SECRET = 'bench-secret-0123456789abcdef';
+const RPC_PORT = 50061;
 
 function pinned(core: number, args: string[]): [string, string[]] {
   return hasTaskset ? ['taskset', ['-c', String(core), process.execPath, ...args]] : [process.execPath, args];
@@ -23,86 +26,157 @@ function pinned(core: number, args: string[]): [string, string[]] {
 async function startProcess(core: number, args: string[], ready: RegExp): Promise<ChildProcess> {
   const [cmd, argv] = pinned(core, args);
   const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'development' } });
+  let timer: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer): void => { out += d.toString(); if (ready.test(out)) resolve(); };
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
-    setTimeout(() => reject(new Error(`not ready: ${out}`)), 15_000).unref();
-  });
+    timer = setTimeout(() => reject(new Error(`not ready: ${out}`)), 15_000);
+  }).finally(() => clearTimeout(timer));
   return child;
 }
 
-interface ServerSpec { name: string; args: (port: number) => string[]; ready: RegExp; rpc?: boolean }
+interface ServerSpec {
+  readonly name: string;
+  readonly args: (port: number) => string[];
+  readonly ready: RegExp;
+  /** Connects with a JWT in the query (the RPC variant connects without one, so RPC Connect runs). */
+  readonly jwt: boolean;
+  readonly connectOnly?: boolean;
+  readonly fanoutOnly?: boolean;
+  /** Broadcasts go through this Redis channel instead of HTTP. */
+  readonly redisChannel?: string;
+}
 
-const cablecatArgs = (port: number, extra: string[] = []): string[] => [join(root, 'dist/src/cli/main.js'), '--port', String(port), '--host', '127.0.0.1',
-  '--secret', SECRET, '--public_streams', '--broadcast_key', 'none', '--log_level', 'info', '--log_format', 'json', '--ping_interval', '60', '--max_conn', '0', ...extra];
-const SERVERS: ServerSpec[] = [
-  { name: 'bare-uws (limit)', args: (p) => [join(here, 'baselines/bare-uws.js'), String(p)], ready: /ready/ },
-  { name: 'ws library', args: (p) => [join(here, 'baselines/ws-server.js'), String(p)], ready: /ready/ },
-  { name: 'cablecat (jwt)', args: (p) => cablecatArgs(p, ['--norpc']), ready: /cablecat started/ },
-  { name: 'cablecat (rpc)', args: (p) => cablecatArgs(p, ['--jwt_secret', '', '--rpc_host', '127.0.0.1:50061']), ready: /cablecat started/, rpc: true },
+const cablecatArgs = (port: number, extra: string[]): string[] => [join(root, 'dist/src/cli/main.js'), '--port', String(port), '--host', '127.0.0.1',
+  '--secret', SECRET, '--public_streams', '--broadcast_key', 'none', '--log_level', 'info', '--log_format', 'json', '--ping_interval', '60', ...extra];
+const SERVERS: readonly ServerSpec[] = [
+  { name: 'bare-uws', args: (p) => [join(here, 'baselines/bare-uws.js'), String(p)], ready: /ready/, jwt: true },
+  { name: 'ws', args: (p) => [join(here, 'baselines/ws-server.js'), String(p)], ready: /ready/, jwt: true },
+  { name: 'cablecat-jwt', args: (p) => cablecatArgs(p, ['--norpc']), ready: /cablecat started/, jwt: true },
+  { name: 'cablecat-redis', args: (p) => cablecatArgs(p, ['--norpc', '--broadcast_adapter', 'redis', '--redis_channel', `__cablecat_bench_${p}__`]), ready: /cablecat started/, jwt: true, fanoutOnly: true, redisChannel: '__cablecat_bench_PORT__' },
+  { name: 'cablecat-rpc', args: (p) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never']), ready: /cablecat started/, jwt: false, connectOnly: true },
 ];
 
-async function runLoad(args: Record<string, unknown>): Promise<Record<string, number>> {
+/** Runs the load client; `onPhase` answers its intermediate `{"phase":…}` lines (then it writes "go"). */
+function runLoad(args: Record<string, unknown>, onPhase: () => void = () => undefined): { child: ChildProcess; result: Promise<Record<string, number>> } {
   const [cmd, argv] = pinned(1, [join(here, 'load.js'), JSON.stringify(args)]);
   const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  await new Promise((r) => child.once('exit', r));
-  return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+  const result = new Promise<Record<string, number>>((resolve, reject) => {
+    let pending = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      pending += d.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines.filter((l) => l.startsWith('{'))) {
+        const value = JSON.parse(line) as Record<string, number>;
+        if ('phase' in value) {
+          onPhase();
+          child.stdin?.write('go\n');
+        } else {
+          resolve(value);
+        }
+      }
+    });
+    child.once('exit', () => reject(new Error('load client exited without a result')));
+  });
+  return { child, result };
 }
 
 function rssKb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
-function userCpuMs(pid: number): number {
+/** User and system CPU time of a process, ms (clock ticks are 1/100 s on Linux). */
+function cpuMs(pid: number): { user: number; total: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11] ?? 0) * 1000) / 100;
+  const user = Number(fields[11] ?? 0) * 10;
+  return { user, total: user + Number(fields[12] ?? 0) * 10 };
+}
+
+type Row = Record<string, unknown> & { server: string; scenario: string; size: number };
+
+async function measure(spec: ServerSpec, scenario: string, size: number, pid: number, port: number, token: string): Promise<Row> {
+  const base = { port, path: spec.jwt ? `/cable?jid=${token}` : '/cable', http: `http://127.0.0.1:${port}`, count: size, concurrency: 100, stream: 'bench', sample: 200, broadcasts, interval, ...(spec.redisChannel ? { redisChannel: spec.redisChannel.replace('PORT', String(port)) } : {}) };
+  const row: Row = { server: spec.name, scenario, size };
+  if (scenario === 'connect') {
+    const before = cpuMs(pid);
+    const r = await runLoad({ ...base, mode: 'connect' }).result;
+    return { ...row, ...r, serverCpuUsPerConn: ((cpuMs(pid).total - before.total) * 1000) / Math.max(1, r.connected ?? 1) };
+  }
+  if (scenario === 'fanout') {
+    // CPU is read once the subscriptions are in place: connecting is not part of delivering.
+    let before = cpuMs(pid);
+    const r = await runLoad({ ...base, mode: 'fanout' }, () => { before = cpuMs(pid); }).result;
+    return { ...row, ...r, serverUserCpuUsPerDelivery: ((cpuMs(pid).user - before.user) * 1000) / Math.max(1, r.received ?? 1) };
+  }
+  // Memory: the marginal cost of the second half of the connections, so one-off heap growth
+  // (young generation, garbage from the connect storm) does not count as per-connection memory.
+  const half = Math.floor(size / 2);
+  const start = rssKb(pid);
+  const first = runLoad({ ...base, mode: 'idle', count: half });
+  await first.result;
+  await new Promise((r) => setTimeout(r, 1000));
+  const middle = rssKb(pid);
+  const second = runLoad({ ...base, mode: 'idle', count: half });
+  await second.result;
+  await new Promise((r) => setTimeout(r, 1000));
+  const end = rssKb(pid);
+  for (const load of [first.child, second.child]) load.stdin?.write('stop\n');
+  return { ...row, rssStartKb: start, rssEndKb: end, bytesPerConnection: Math.round(((end - middle) * 1024) / half), bytesPerConnectionAll: Math.round(((end - start) * 1024) / (2 * half)) };
+}
+
+function table(results: readonly Row[]): string {
+  const f = (v: unknown, d = 1): string => (typeof v === 'number' ? v.toFixed(d) : '');
+  const lines = [
+    '| server | scenario | n | conn/s | p50 ms | p95 ms | p99 ms | max ms | deliveries/s | lost | server CPU µs/conn | server user CPU µs/delivery | bytes/conn (marginal) | bytes/conn (all) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of results) {
+    lines.push(`| ${r.server} | ${r.scenario} | ${r.size} | ${f(r.rate, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.deliveriesPerS, 0)} | ${r.lost ?? ''} | ${f(r.serverCpuUsPerConn, 0)} | ${f(r.serverUserCpuUsPerDelivery, 2)} | ${r.bytesPerConnection ?? ''} | ${r.bytesPerConnectionAll ?? ''} |${r.error ? ` ${String(r.error)}` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+/** The targets of the benchmarks issue, read off this run as ratios. */
+function ratios(results: readonly Row[]): string {
+  const get = (server: string, scenario: string, size: number, key: string): number => Number(results.find((r) => r.server === server && r.scenario === scenario && r.size === size)?.[key] ?? NaN);
+  const lines: string[] = [];
+  for (const size of sizes) {
+    const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? (a / b).toFixed(2) : 'n/a');
+    lines.push(`n=${size}:`,
+      `  fan-out p99 cablecat over redis/bare-uws over http = ${ratio(get('cablecat-redis', 'fanout', size, 'p99'), get('bare-uws', 'fanout', size, 'p99'))}`,
+      `  fan-out p99 cablecat/bare-uws = ${ratio(get('cablecat-jwt', 'fanout', size, 'p99'), get('bare-uws', 'fanout', size, 'p99'))} (target ≤ 1.5)`,
+      `  deliveries/s cablecat/bare-uws = ${ratio(get('cablecat-jwt', 'fanout', size, 'deliveriesPerS'), get('bare-uws', 'fanout', size, 'deliveriesPerS'))} (target ≥ 0.7)`,
+      `  deliveries/s cablecat/ws = ${ratio(get('cablecat-jwt', 'fanout', size, 'deliveriesPerS'), get('ws', 'fanout', size, 'deliveriesPerS'))}; server CPU per delivery ws/cablecat = ${ratio(get('ws', 'fanout', size, 'serverUserCpuUsPerDelivery'), get('cablecat-jwt', 'fanout', size, 'serverUserCpuUsPerDelivery'))} (target ≥ 3)`,
+      `  connect rate jwt/rpc = ${ratio(get('cablecat-jwt', 'connect', size, 'rate'), get('cablecat-rpc', 'connect', size, 'rate'))}; p50 rpc/jwt = ${ratio(get('cablecat-rpc', 'connect', size, 'p50'), get('cablecat-jwt', 'connect', size, 'p50'))} (target ≥ 2)`,
+      `  connect rate cablecat/bare-uws = ${ratio(get('cablecat-jwt', 'connect', size, 'rate'), get('bare-uws', 'connect', size, 'rate'))} (target ≥ 0.67)`,
+      `  memory marginal cablecat − bare-uws = ${get('cablecat-jwt', 'memory', size, 'bytesPerConnection') - get('bare-uws', 'memory', size, 'bytesPerConnection')} bytes/conn (target ≤ 2048)`);
+  }
+  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
   const token = await new SignJWT({ ext: '{"uid":"bench"}' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(createSecretKey(Buffer.from(SECRET)));
-  const rpcApp = await startProcess(1, [join(here, 'rpc-app.js'), '50061'], /ready/);
-  const results: Array<Record<string, unknown>> = [];
+  const rpcApp = await startProcess(1, [join(here, 'rpc-app.js'), String(RPC_PORT)], /ready/);
+  const results: Row[] = [];
   let port = 19100;
   try {
     for (const size of sizes) {
       for (const spec of SERVERS) {
         for (const scenario of scenarios) {
-          if (spec.rpc && scenario !== 'connect') continue;
+          if ((spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
           port++;
           const server = await startProcess(0, spec.args(port), spec.ready);
           await new Promise((r) => setTimeout(r, 300));
-          const pid = hasTaskset ? Number(spawnSync('pgrep', ['-P', String(server.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]) || server.pid! : server.pid!;
-          const base = { url: `ws://127.0.0.1:${port}/cable?jid=${token}`, http: `http://127.0.0.1:${port}`, count: size, concurrency: 100, stream: 'bench', sample: 200, broadcasts };
           process.stderr.write(`${spec.name} · ${scenario} · ${size}\n`);
-          let row: Record<string, unknown> = { server: spec.name, scenario, size };
           try {
-            if (scenario === 'connect') row = { ...row, ...(await runLoad({ ...base, mode: 'connect' })) };
-            if (scenario === 'fanout') {
-              const cpuBefore = userCpuMs(pid);
-              const r = await runLoad({ ...base, mode: 'fanout' });
-              row = { ...row, ...r, serverUserCpuUsPerDelivery: ((userCpuMs(pid) - cpuBefore) * 1000) / Math.max(1, r.received ?? 1) };
-            }
-            if (scenario === 'memory') {
-              const before = rssKb(pid);
-              const [cmd, argv] = pinned(1, [join(here, 'load.js'), JSON.stringify({ ...base, mode: 'idle' })]);
-              const load = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
-              await new Promise<void>((resolve) => load.stdout.on('data', () => resolve()));
-              await new Promise((r) => setTimeout(r, 1000));
-              const after = rssKb(pid);
-              load.stdin.write('stop\n');
-              await new Promise((r) => load.once('exit', r));
-              row = { ...row, rssBeforeKb: before, rssAfterKb: after, bytesPerConnection: Math.round(((after - before) * 1024) / size) };
-            }
+            results.push(await measure(spec, scenario, size, server.pid ?? 0, port, token));
           } catch (err) {
-            row = { ...row, error: String(err) };
+            results.push({ server: spec.name, scenario, size, error: String(err) });
           }
-          results.push(row);
           server.kill('SIGKILL');
           await new Promise((r) => setTimeout(r, 300));
         }
@@ -111,12 +185,7 @@ async function main(): Promise<void> {
   } finally {
     rpcApp.kill('SIGKILL');
   }
-  const f = (v: unknown, d = 1): string => (typeof v === 'number' ? v.toFixed(d) : '');
-  console.log('\n| server | scenario | n | conn/s | p50 ms | p99 ms | deliveries/s | p95 ms | lost | CPU µs/delivery | bytes/conn |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const r of results) {
-    console.log(`| ${String(r.server)} | ${String(r.scenario)} | ${String(r.size)} | ${f(r.rate, 0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.deliveriesPerS, 0)} | ${f(r.p95)} | ${r.lost ?? ''} | ${f(r.serverUserCpuUsPerDelivery, 2)} | ${r.bytesPerConnection ?? ''} |${r.error ? ' ' + String(r.error) : ''}`);
-  }
+  console.log(`\n${table(results)}\n\n${ratios(results)}`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const file = join(root, 'bench/results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({ sizes, broadcasts, taskset: hasTaskset, results }, null, 2));

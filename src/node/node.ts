@@ -193,7 +193,7 @@ export class Node {
     if (session.state !== 'connected') return;
     const { controller } = this.deps;
     const identifier = command.identifier;
-    const sub = session.subscriptions.get(identifier);
+    const sub = session.subscription(identifier);
     switch (command.command) {
       case 'subscribe': {
         if (sub) return this.dropFrame(session, 'already subscribed');
@@ -211,7 +211,7 @@ export class Node {
         }
         if (result.usedRpc) session.usedRpc = true;
         const created: Subscription | undefined = result.status === 'success' ? { istate: {}, streams: new Set() } : undefined;
-        if (created && session.isOpen) session.subscriptions.set(identifier, created);
+        if (created && session.isOpen) session.addSubscription(identifier, created);
         this.applyResult(session, identifier, created, result);
         return;
       }
@@ -225,7 +225,7 @@ export class Node {
         }
         // Whatever the app said, the client is gone from this channel: drop its streams and state.
         this.stopStreams(session, identifier, sub, [...sub.streams]);
-        session.subscriptions.delete(identifier);
+        session.removeSubscription(identifier);
         if (result && result.status !== 'error') this.applyResult(session, identifier, undefined, result);
         return;
       }
@@ -242,7 +242,7 @@ export class Node {
           this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'perform error');
           return;
         }
-        this.applyResult(session, identifier, session.subscriptions.get(identifier), result);
+        this.applyResult(session, identifier, session.subscription(identifier), result);
         return;
       }
       case 'whisper': {

@@ -19,13 +19,16 @@ export type SessionState = 'connecting' | 'connected' | 'closed';
 /** Commands waiting behind a slow RPC call; past this the client is flooding and frames are dropped. */
 export const MAX_PENDING_COMMANDS = 256;
 
+const EMPTY_SUBSCRIPTIONS: ReadonlyMap<string, Subscription> = new Map();
+
 /** One client connection: its identity, state and subscriptions, and an ordered command queue. */
 export class Session implements CallContext {
   socket: SessionSocket | null = null;
   state: SessionState = 'connecting';
   identifiers = '';
   cstate: Record<string, string> = {};
-  readonly subscriptions = new Map<string, Subscription>();
+  /** identifier → subscription; created on the first subscribe (idle connections never need it). */
+  private subs: Map<string, Subscription> | null = null;
   /** Whether the app took part (RPC connect or an RPC channel), for auto disconnect mode. */
   usedRpc = false;
   /** Per-connection ping override from ?pi= (null = the shared ping). */
@@ -47,6 +50,23 @@ export class Session implements CallContext {
     customPingS: number | null,
   ) {
     this.customPingS = customPingS;
+  }
+
+  subscription(identifier: string): Subscription | undefined {
+    return this.subs?.get(identifier);
+  }
+
+  addSubscription(identifier: string, sub: Subscription): void {
+    (this.subs ??= new Map()).set(identifier, sub);
+  }
+
+  removeSubscription(identifier: string): void {
+    this.subs?.delete(identifier);
+  }
+
+  /** identifier → subscription, in subscription order. */
+  get subscriptions(): ReadonlyMap<string, Subscription> {
+    return this.subs ?? EMPTY_SUBSCRIPTIONS;
   }
 
   get signal(): AbortSignal {

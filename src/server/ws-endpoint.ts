@@ -97,7 +97,9 @@ export class WsEndpoint {
         return this.refuse(res, '403 Forbidden', 'invalid_credentials');
       }
     }
-    const session = new Session(randomUUID(), { ...captured.info, keyUserId }, captured.pingOverride);
+    // A literal, not a spread: V8 gave each spread copy a map of its own (~200 bytes per connection).
+    const { url, headers, token } = captured.info;
+    const session = new Session(randomUUID(), { url, headers, token, keyUserId }, captured.pingOverride);
     res.cork(() => {
       res.writeStatus('101 Switching Protocols');
       res.writeHeader('X-AnyCable-Version', VERSION);

@@ -86,6 +86,15 @@ export class RawClient {
     return this.takeMatching() ?? null;
   }
 
+  /** Stops reading the TCP socket, so the server's send buffer for this client fills up. */
+  pauseReading(): void {
+    (this.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  }
+
+  resumeReading(): void {
+    (this.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+  }
+
   send(value: unknown): void {
     this.ws.send(typeof value === 'string' ? value : JSON.stringify(value));
   }

@@ -123,8 +123,7 @@ describe('slow consumers', () => {
     const fast = await subscriber(server, 'firehose', token);
     const slow = await subscriber(server, 'firehose', token);
     // Stop reading on the slow client's socket: its server-side buffer fills up.
-    const raw = (slow.client.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
-    raw.pause();
+    slow.client.pauseReading();
     const chunk = JSON.stringify('y'.repeat(16 * 1024));
     const before = server.app.metrics.counters.disconnected_slow_clients_total;
     let fastReceived = 0;
@@ -135,7 +134,7 @@ describe('slow consumers', () => {
     }
     for (let i = 0; i < 30 && server.app.metrics.counters.disconnected_slow_clients_total === before; i++) await sleep(100);
     assert.equal(server.app.metrics.counters.disconnected_slow_clients_total, before + 1);
-    raw.resume();
+    slow.client.resumeReading();
     const closed = await slow.client.closed;
     assert.equal(closed.code, 1000);
     assert.ok(slow.client.frames.includes('{"type":"disconnect","reason":"too_slow","reconnect":true}'));

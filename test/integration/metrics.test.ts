@@ -77,6 +77,70 @@ describe('Prometheus metrics after a scripted scenario', () => {
     }
   });
 
+  test('a slow client and RPC timeouts, retries and errors are counted exactly', async () => {
+    const app = new RpcApp();
+    const rpcPort = await app.listenGrpc();
+    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${rpcPort}`, '--public_streams',
+      '--metrics_http', '/metrics', '--rpc_command_timeout', '600', '--ws_max_pending_size', '65536']);
+    const key = deriveKey(TEST_SECRET, 'api-cable');
+    try {
+      const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 60 });
+      const slow = await RawClient.connect(`${server.url}?jid=${token}`);
+      await slow.next();
+      const id = identifier('$pubsub', { stream_name: 'flood' });
+      slow.subscribe(id);
+      await slow.next();
+      slow.pauseReading();
+      const chunk = JSON.stringify('z'.repeat(16 * 1024));
+      for (let i = 0; i < 800 && server.app.metrics.counters.disconnected_slow_clients_total === 0; i++) {
+        await broadcast(server.http, { stream: 'flood', data: chunk }, deriveKey(TEST_SECRET, 'broadcast-cable'));
+        await sleep(1);
+      }
+      for (let i = 0; i < 20 && server.app.metrics.counters.disconnected_slow_clients_total === 0; i++) await sleep(100);
+      slow.resumeReading();
+      await slow.closed;
+
+      app.delayMs = 1000; // slower than the 600 ms budget: a timeout, not retried
+      const timedOut = await RawClient.connect(server.url);
+      assert.equal((await timedOut.closed).code, 1011);
+      await app.stop(); // now UNAVAILABLE: retried after 100 and 200 ms, then given up (400 more would pass 600)
+      const refused = await RawClient.connect(server.url);
+      assert.equal((await refused.closed).code, 1011);
+
+      const scrape = await httpRequest(`${server.http}/metrics`, { headers: { Authorization: `Bearer ${key}` } });
+      const m = parsePrometheus(scrape.body);
+      assert.equal(m.get('anycable_go_disconnected_slow_clients_total'), 1);
+      assert.equal(m.get('anycable_go_rpc_call_total'), 2);
+      assert.equal(m.get('anycable_go_rpc_timeout_total'), 1);
+      assert.equal(m.get('anycable_go_rpc_retries_total'), 2);
+      assert.equal(m.get('anycable_go_rpc_error_total'), 1);
+      assert.equal(m.get('anycable_go_clients_num'), 0);
+    } finally {
+      await server.stop();
+      await app.stop();
+    }
+  });
+
+  test('--metrics_log prints counter deltas and gauges every interval', async () => {
+    await withServer(['--noauth', '--norpc', '--metrics_log', '--metrics_rotate_interval', '1'], async (server) => {
+      const client = await RawClient.connect(server.url);
+      await client.next();
+      client.send('not json');
+      client.send({ command: 'ping' });
+      await client.next();
+      const metricLines = (): Array<Record<string, unknown>> => server.logs.records().filter((r) => r.msg === 'metrics');
+      for (let i = 0; i < 40 && metricLines().length < 2; i++) await sleep(100);
+      const [first, second] = metricLines();
+      assert.equal(first?.component, 'metrics');
+      assert.equal(first?.failed_client_msg_total, 1);
+      assert.equal(first?.client_msg_total, 2);
+      assert.equal(first?.clients_num, 1);
+      assert.equal(second?.failed_client_msg_total, 0, 'counters are logged as deltas');
+      assert.equal(second?.clients_num, 1, 'gauges as values');
+      await client.close();
+    });
+  });
+
   test('a separate --metrics_port serves /metrics without the API key; --metrics_prefix changes names', async () => {
     const { createServer } = await import('node:net');
     const probe = createServer();

@@ -2,7 +2,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { connect as natsConnect } from 'nats';
-import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -108,6 +108,61 @@ describe('HTTP broadcasting on one node', () => {
     await client.close();
   });
 
+});
+
+describe('whispers and Turbo Streams without RPC', () => {
+  async function pair(server: TestServer, id: string): Promise<[RawClient, RawClient]> {
+    const token = await signToken(TEST_SECRET, { ext: '{"user_id":"w"}' }, { expiresIn: 300 });
+    const clients: RawClient[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await RawClient.connect(`${server.url}?jid=${token}`);
+      await c.next();
+      c.subscribe(id);
+      assert.deepEqual(await c.next(), { identifier: id, type: 'confirm_subscription' });
+      clients.push(c);
+    }
+    return [clients[0]!, clients[1]!];
+  }
+
+  test('public streams always allow whispers; signed streams only with --streams_whisper', async () => {
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams'], async (server) => {
+      const publicId = identifier('$pubsub', { stream_name: 'room' });
+      const [a, b] = await pair(server, publicId);
+      a.send({ command: 'whisper', identifier: publicId, data: { typing: true } });
+      assert.deepEqual(await b.next(), { identifier: publicId, message: { typing: true } });
+      assert.equal(await a.nothingWithin(200), null, 'never back to the sender');
+
+      const signedId = identifier('$pubsub', { signed_stream_name: signStreamName(TEST_SECRET, 'private-room') });
+      const [c, d] = await pair(server, signedId);
+      const dropped = server.app.metrics.counters.failed_client_msg_total;
+      c.send({ command: 'whisper', identifier: signedId, data: { typing: true } });
+      assert.equal(await d.nothingWithin(300), null);
+      assert.equal(server.app.metrics.counters.failed_client_msg_total, dropped + 1);
+      for (const x of [a, b, c, d]) await x.close();
+    });
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--streams_whisper'], async (server) => {
+      const signedId = identifier('$pubsub', { signed_stream_name: signStreamName(TEST_SECRET, 'private-room') });
+      const [c, d] = await pair(server, signedId);
+      c.send({ command: 'whisper', identifier: signedId, data: { typing: true } });
+      assert.deepEqual(await d.next(), { identifier: signedId, message: { typing: true } });
+      await c.close();
+      await d.close();
+    });
+  });
+
+  test('--turbo_streams verifies Turbo::StreamsChannel signed names in the server', async () => {
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--turbo_streams', '--turbo_streams_secret', 'turbo-secret-0123456789'], async (server) => {
+      const good = identifier('Turbo::StreamsChannel', { signed_stream_name: signStreamName('turbo-secret-0123456789', 'gid://app/Room/1') });
+      const [a, b] = await pair(server, good);
+      await broadcast(server.http, { stream: 'gid://app/Room/1', data: JSON.stringify('<turbo-stream action="append"></turbo-stream>') }, BROADCAST_KEY);
+      for (const c of [a, b]) assert.deepEqual(await c.next(), { identifier: good, message: '<turbo-stream action="append"></turbo-stream>' });
+      const forged = identifier('Turbo::StreamsChannel', { signed_stream_name: signStreamName(TEST_SECRET, 'gid://app/Room/1') });
+      a.subscribe(forged);
+      assert.deepEqual(await a.next(), { identifier: forged, type: 'reject_subscription' });
+      await a.close();
+      await b.close();
+    });
+  });
 });
 
 describe('slow consumers', () => {

@@ -420,6 +420,31 @@ describe('RPC resilience', () => {
     }
   });
 
+  test('at most --rpc_concurrency calls in flight; a waiting call is dropped when its client leaves', async () => {
+    const app = new RpcApp();
+    const port = await app.listenGrpc();
+    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, '--rpc_concurrency', '1']);
+    try {
+      app.delayMs = 400;
+      const first = new RawClient(server.url);
+      await first.opened;
+      await sleep(50); // its Connect holds the only slot
+      const waiting = new RawClient(server.url);
+      await waiting.opened;
+      await sleep(50);
+      assert.equal(server.app.metrics.gauge('rpc_pending_num'), 1);
+      await waiting.close();
+      assert.equal(((await first.next()) as { type: string }).type, 'welcome');
+      await sleep(100);
+      assert.equal(server.app.metrics.counters.rpc_canceled_total, 1);
+      assert.equal(app.callsOf('Connect').length, 1, 'the app never saw the dropped call');
+      await first.close();
+    } finally {
+      await server.stop();
+      await app.stop();
+    }
+  });
+
   test('--disconnect_mode never makes no Disconnect calls', async () => {
     const app = new RpcApp();
     const port = await app.listenGrpc();

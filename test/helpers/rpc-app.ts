@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createServer, type Server as HttpServer } from 'node:http';
 import { loadAnycablePackage } from '../../src/rpc/grpc-transport.js';
+import { withServer, TEST_SECRET, type TestServer } from './server.js';
 import {
   STATUS_ERROR, STATUS_FAILURE, STATUS_SUCCESS,
   type CommandMessage, type CommandResponse, type ConnectionRequest, type ConnectionResponse,
@@ -216,5 +217,16 @@ export class RpcApp {
 
   callsOf(method: Call['method']): Call[] {
     return this.calls.filter((c) => c.method === method);
+  }
+}
+
+/** Runs `body` against a server whose RPC target is a fresh gRPC test app; stops both. */
+export async function withRpcApp(args: readonly string[], body: (server: TestServer, app: RpcApp) => Promise<void>): Promise<void> {
+  const app = new RpcApp();
+  const port = await app.listenGrpc();
+  try {
+    await withServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, ...args], (server) => body(server, app));
+  } finally {
+    await app.stop();
   }
 }

@@ -4,7 +4,7 @@ import { startServer, withServer, TEST_SECRET } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { signToken } from '../helpers/tokens.js';
-import { RpcApp } from '../helpers/rpc-app.js';
+import { RpcApp, withRpcApp } from '../helpers/rpc-app.js';
 import { deriveKey } from '../../src/auth/keys.js';
 
 /** A small Prometheus text-format parser: `name{labels} value` lines, comments skipped. */
@@ -21,12 +21,9 @@ function parsePrometheus(text: string): Map<string, number> {
 
 describe('Prometheus metrics after a scripted scenario', () => {
   test('exact values of anycable-go counters and gauges, with prefix and tags', async () => {
-    const app = new RpcApp();
-    const rpcPort = await app.listenGrpc();
-    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${rpcPort}`, '--public_streams',
-      '--metrics_http', '/metrics', '--metrics_port', '0', '--metrics_tags', 'env:test,region:eu', '--ping_interval', '60']);
     const key = deriveKey(TEST_SECRET, 'api-cable');
-    try {
+    await withRpcApp(['--public_streams',
+      '--metrics_http', '/metrics', '--metrics_port', '0', '--metrics_tags', 'env:test,region:eu', '--ping_interval', '60'], async (server, app) => {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 60 });
       const a = await RawClient.connect(`${server.url}?jid=${token}`);
       await a.next();
@@ -71,19 +68,13 @@ describe('Prometheus metrics after a scripted scenario', () => {
       assert.ok(m.has('process_cpu_user_seconds_total{env="test",region="eu"}'), 'Node process metrics are exported');
       await a.close();
       await b.close();
-    } finally {
-      await server.stop();
-      await app.stop();
-    }
+    });
   });
 
   test('a slow client and RPC timeouts, retries and errors are counted exactly', async () => {
-    const app = new RpcApp();
-    const rpcPort = await app.listenGrpc();
-    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${rpcPort}`, '--public_streams',
-      '--metrics_http', '/metrics', '--rpc_command_timeout', '600', '--ws_max_pending_size', '65536']);
     const key = deriveKey(TEST_SECRET, 'api-cable');
-    try {
+    await withRpcApp(['--public_streams',
+      '--metrics_http', '/metrics', '--rpc_command_timeout', '600', '--ws_max_pending_size', '65536'], async (server, app) => {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 60 });
       const slow = await RawClient.connect(`${server.url}?jid=${token}`);
       await slow.next();
@@ -115,10 +106,7 @@ describe('Prometheus metrics after a scripted scenario', () => {
       assert.equal(m.get('anycable_go_rpc_retries_total'), 2);
       assert.equal(m.get('anycable_go_rpc_error_total'), 1);
       assert.equal(m.get('anycable_go_clients_num'), 0);
-    } finally {
-      await server.stop();
-      await app.stop();
-    }
+    });
   });
 
   test('--metrics_log prints counter deltas and gauges every interval', async () => {

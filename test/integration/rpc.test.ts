@@ -5,7 +5,7 @@ import { createCable, Channel } from '@anycable/core';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
-import { RpcApp } from '../helpers/rpc-app.js';
+import { RpcApp, withRpcApp } from '../helpers/rpc-app.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import type { CommandMessage, ConnectionRequest, DisconnectRequest } from '../../src/rpc/messages.js';
 
@@ -364,10 +364,7 @@ describe('RPC over gRPC: the anyt scenarios', () => {
 
 describe('RPC resilience', () => {
   test('app down: new connections close 1011 quickly, connected clients keep working, recovery is automatic', async () => {
-    const app = new RpcApp();
-    const port = await app.listenGrpc();
-    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, '--rpc_command_timeout', '1500', '--public_streams']);
-    try {
+    await withRpcApp(['--rpc_command_timeout', '1500', '--public_streams'], async (server, app) => {
       const connected = await welcomed(server.url);
       const pub = identifier('$pubsub', { stream_name: 'still' });
       await subscribed(connected, pub);
@@ -382,7 +379,7 @@ describe('RPC resilience', () => {
       await broadcast(server.http, { stream: 'still', data: '"alive"' }, BROADCAST_KEY);
       assert.deepEqual(await connected.next(), { identifier: pub, message: 'alive' });
 
-      await app.listenGrpc(port);
+      await app.listenGrpc(app.port);
       let recovered: RawClient | null = null;
       for (let i = 0; i < 30 && !recovered; i++) {
         const attempt = await RawClient.connect(server.url);
@@ -395,17 +392,11 @@ describe('RPC resilience', () => {
       await connected.close();
       const warnLines = server.logs.records().filter((r) => r.msg === 'rpc call failed');
       assert.ok(warnLines.length >= 1 && warnLines.length <= 4, `rpc failures are rate-limited in logs (${warnLines.length})`);
-    } finally {
-      await server.stop();
-      await app.stop();
-    }
+    });
   });
 
   test('disconnect calls are flushed on shutdown; /health answers 503 meanwhile', async () => {
-    const app = new RpcApp();
-    const port = await app.listenGrpc();
-    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, '--shutdown_timeout', '5']);
-    try {
+    await withRpcApp(['--shutdown_timeout', '5'], async (server, app) => {
       app.disconnectDelayMs = 500;
       const clients = [await welcomed(server.url), await welcomed(server.url), await welcomed(server.url)];
       const before = app.callsOf('Disconnect').length;
@@ -415,16 +406,11 @@ describe('RPC resilience', () => {
       for (const c of clients) assert.equal((await c.closed).code, 1001);
       await stopping;
       assert.equal(app.callsOf('Disconnect').length - before, 3);
-    } finally {
-      await app.stop();
-    }
+    });
   });
 
   test('at most --rpc_concurrency calls in flight; a waiting call is dropped when its client leaves', async () => {
-    const app = new RpcApp();
-    const port = await app.listenGrpc();
-    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, '--rpc_concurrency', '1']);
-    try {
+    await withRpcApp(['--rpc_concurrency', '1'], async (server, app) => {
       app.delayMs = 400;
       const first = new RawClient(server.url);
       await first.opened;
@@ -439,25 +425,16 @@ describe('RPC resilience', () => {
       assert.equal(server.app.metrics.counters.rpc_canceled_total, 1);
       assert.equal(app.callsOf('Connect').length, 1, 'the app never saw the dropped call');
       await first.close();
-    } finally {
-      await server.stop();
-      await app.stop();
-    }
+    });
   });
 
   test('--disconnect_mode never makes no Disconnect calls', async () => {
-    const app = new RpcApp();
-    const port = await app.listenGrpc();
-    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `127.0.0.1:${port}`, '--disconnect_mode', 'never']);
-    try {
+    await withRpcApp(['--disconnect_mode', 'never'], async (server, app) => {
       const client = await welcomed(server.url);
       await client.close();
       await sleep(300);
       assert.equal(app.callsOf('Disconnect').length, 0);
-    } finally {
-      await server.stop();
-      await app.stop();
-    }
+    });
   });
 });
 

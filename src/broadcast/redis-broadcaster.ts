@@ -27,9 +27,10 @@ export class RedisBroadcaster implements Broadcaster {
       const items = readBrokerPayload(message, this.metrics, this.log);
       if (items.length > 0) this.handler(items);
     });
-    // Do not block start-up on a dead Redis: the subscription is made (and remade) once it is up.
+    // Never block start-up on a dead Redis: the SUBSCRIBE waits in ioredis's offline queue and is
+    // remade after every reconnect (autoResubscribe).
     client.connect().catch(() => undefined);
-    await client.subscribe(this.channel).catch(() => undefined);
+    client.subscribe(this.channel).catch((err: unknown) => this.log.warn({ err: String(err) }, 'redis subscribe failed'));
   }
 
   async shutdown(): Promise<void> {

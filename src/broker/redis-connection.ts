@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics/metrics.js';
  * broadcasts silently after Redis trouble.
  */
 export function connectRedis(url: string, role: string, metrics: Metrics, logger: Logger): Redis {
-  const log = logger.child({ component: 'redis', role });
+  const log = logger.child({ role });
   const quiet = new RateLimitedLog(log);
   const client = new Redis(url, {
     lazyConnect: true,

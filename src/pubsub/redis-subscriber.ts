@@ -8,12 +8,20 @@ import type { Subscriber } from './subscriber.js';
 
 const STREAM_PREFIX = 'cablecat:stream:';
 const INTERNAL_CHANNEL = 'cablecat:internal';
+/** Publications held while the subscribing connection is down; past this they are refused (and counted). */
+const MAX_HELD = 10_000;
 
 /** Redis pub/sub between nodes: one channel per stream a node follows, one for remote commands. */
 export class RedisSubscriber implements Subscriber {
   private readonly log: Logger;
   private publisher: Redis | null = null;
   private subscriber: Redis | null = null;
+  /**
+   * Publications wait here while the subscribing connection is down: published meanwhile through
+   * the other connection, they would reach a channel this node is not yet listening on.
+   */
+  private readonly held: Array<[string, string]> = [];
+  private listening = false;
 
   constructor(private readonly url: string, private readonly metrics: Metrics, logger: Logger) {
     this.log = logger.child({ component: 'redis_pubsub' });
@@ -25,15 +33,37 @@ export class RedisSubscriber implements Subscriber {
     this.subscriber.on('message', (_channel: string, message: string) => {
       for (const pub of readBrokerPayload(message, this.metrics, this.log)) deliver(pub);
     });
+    const subscriber = this.subscriber;
+    subscriber.on('close', () => { this.listening = false; });
+    subscriber.on('ready', () => {
+      // ioredis has resubscribed the stream channels before 'ready'; once this SUBSCRIBE is
+      // acknowledged, those are too, and held publications can go.
+      subscriber.subscribe(INTERNAL_CHANNEL).then(() => {
+        this.listening = true;
+        for (const [channel, message] of this.held.splice(0)) this.send(channel, message);
+      }, (err: unknown) => this.log.warn({ err: String(err) }, 'redis subscribe failed'));
+    });
+    // Never block start-up on a dead Redis: both connections keep trying in the background.
     this.publisher.connect().catch(() => undefined);
-    this.subscriber.connect().catch(() => undefined);
-    await this.subscriber.subscribe(INTERNAL_CHANNEL).catch(() => undefined);
+    subscriber.connect().catch(() => undefined);
   }
 
   publish(pub: Publication): void {
     const channel = pub.kind === 'broadcast' ? STREAM_PREFIX + pub.stream : INTERNAL_CHANNEL;
-    // ioredis queues while reconnecting, so an accepted broadcast survives a short Redis outage.
-    this.publisher?.publish(channel, encodePublication(pub)).catch((err: unknown) => {
+    const message = encodePublication(pub);
+    if (this.listening) {
+      this.send(channel, message);
+    } else if (this.held.length < MAX_HELD) {
+      this.held.push([channel, message]);
+    } else {
+      this.metrics.counters.failed_broadcast_msg_total++;
+      this.log.warn('pub/sub publish refused: redis is down and the hold is full');
+    }
+  }
+
+  private send(channel: string, message: string): void {
+    // ioredis also queues while the publishing connection reconnects.
+    this.publisher?.publish(channel, message).catch((err: unknown) => {
       this.metrics.counters.failed_broadcast_msg_total++;
       this.log.warn({ err: String(err) }, 'pub/sub publish failed');
     });

@@ -1,5 +1,14 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
+/** A loopback port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
 /** A loopback TCP proxy whose connections a test can cut, to simulate a broker connection dying. */
 export class TcpProxy {
   private server: Server | null = null;
@@ -8,7 +17,8 @@ export class TcpProxy {
 
   constructor(private readonly targetPort: number) {}
 
-  async start(): Promise<number> {
+  /** Listens on `port` (0 = a free one). */
+  async start(port = 0): Promise<number> {
     this.server = createServer((client) => {
       const upstream = connect(this.targetPort, '127.0.0.1');
       for (const s of [client, upstream]) {
@@ -21,7 +31,7 @@ export class TcpProxy {
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
     const address = this.server.address();
     this.port = typeof address === 'object' && address ? address.port : 0;
     return this.port;

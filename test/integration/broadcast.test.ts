@@ -5,7 +5,7 @@ import { connect as natsConnect } from 'nats';
 import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { TcpProxy, freePort } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
 import { signStreamName } from '../../src/streams/verifier.js';
 import { deriveKey } from '../../src/auth/keys.js';
@@ -238,6 +238,9 @@ describe('Redis and NATS broadcast adapters', () => {
     try {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
       const { client, id } = await subscriber(server, 'nats-stream', token);
+      // The server connects to NATS in the background; core NATS keeps nothing for late subscribers.
+      await waitFor(async () => server.app.metrics.gauge('broker_connected') === 1);
+      await sleep(200);
       nats.publish(subject, new TextEncoder().encode(JSON.stringify({ stream: 'nats-stream', data: '"one"' })));
       assert.deepEqual(await client.next(), { identifier: id, message: 'one' });
       proxy.cut();
@@ -291,6 +294,28 @@ for (const kind of ['redis', 'nats'] as const) {
       } finally {
         await node1.stop();
         await node2.stop();
+        await proxy.stop();
+      }
+    });
+  });
+}
+
+for (const kind of ['redis', 'nats'] as const) {
+  test(`with --pubsub=${kind} down at start: the server starts, accepts broadcasts, and delivers them once the broker is up`, async () => {
+    const port = await freePort();
+    const brokerFlag = kind === 'redis' ? ['--redis_url', `redis://127.0.0.1:${port}`] : ['--nats_servers', `nats://127.0.0.1:${port}`];
+    const proxy = new TcpProxy(kind === 'redis' ? 6379 : 4222);
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--pubsub', kind, ...brokerFlag], async (server) => {
+      try {
+        const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
+        const stream = `late-${kind}-${process.pid}`;
+        const { client, id } = await subscriber(server, stream, token);
+        assert.equal((await broadcast(server.http, { stream, data: '"held"' }, BROADCAST_KEY)).status, 201);
+        assert.equal(await client.nothingWithin(200), null, 'nothing can be delivered without the broker');
+        await proxy.start(port);
+        assert.deepEqual(await client.next(10_000), { identifier: id, message: 'held' });
+        await client.close();
+      } finally {
         await proxy.stop();
       }
     });

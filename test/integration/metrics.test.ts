@@ -6,6 +6,7 @@ import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { signToken } from '../helpers/tokens.js';
 import { RpcApp, withRpcApp } from '../helpers/rpc-app.js';
 import { deriveKey } from '../../src/auth/keys.js';
+import { freePort } from '../helpers/tcp-proxy.js';
 
 /** A small Prometheus text-format parser: `name{labels} value` lines, comments skipped. */
 function parsePrometheus(text: string): Map<string, number> {
@@ -130,11 +131,7 @@ describe('Prometheus metrics after a scripted scenario', () => {
   });
 
   test('a separate --metrics_port serves /metrics without the API key; --metrics_prefix changes names', async () => {
-    const { createServer } = await import('node:net');
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise((r) => probe.close(r));
+    const port = await freePort();
     await withServer(['--secret', TEST_SECRET, '--norpc', '--metrics_http', '/metrics', '--metrics_port', String(port), '--metrics_prefix', 'cc_'], async (server) => {
       assert.equal(server.app.metricsPort, port);
       const scrape = await httpRequest(`http://127.0.0.1:${port}/metrics`);

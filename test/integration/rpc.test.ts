@@ -2,7 +2,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createCable, Channel } from '@anycable/core';
-import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { freePort } from '../helpers/tcp-proxy.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { RpcApp, withRpcApp } from '../helpers/rpc-app.js';
@@ -469,6 +470,16 @@ describe('RPC over HTTP', () => {
     const client = await RawClient.connect(`${server.url}?test=cookies`);
     assert.deepEqual(await client.next(), { type: 'disconnect', reason: 'unauthorized', reconnect: false });
     assert.equal((await client.closed).code, 1000);
+  });
+
+  test('an unreachable HTTP RPC app is retried like UNAVAILABLE, then the connection closes 1011', async () => {
+    const deadPort = await freePort();
+    await withServer(['--secret', TEST_SECRET, '--rpc_host', `http://127.0.0.1:${deadPort}/_anycable`, '--rpc_command_timeout', '600'], async (other) => {
+      const client = await RawClient.connect(other.url);
+      assert.equal((await client.closed).code, 1011);
+      assert.equal(other.app.metrics.counters.rpc_retries_total, 2, 'retried after 100 and 200 ms');
+      assert.equal(other.app.metrics.counters.rpc_error_total, 1);
+    });
   });
 
   test('a wrong HTTP RPC secret closes new connections with 1011', async () => {

@@ -17,6 +17,8 @@ export interface Config {
   readonly pingIntervalS: number;
   readonly maxMessageSize: number;
   readonly wsMaxPendingSize: number;
+  /** Bytes of client commands a connection may have waiting for RPC. */
+  readonly maxCommandQueueSize: number;
 
   /** Empty when no secret was given (the CLI may generate one in development). */
   readonly secret: string;

@@ -146,6 +146,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
     pingIntervalS: int('ping_interval'),
     maxMessageSize: int('max_message_size'),
     wsMaxPendingSize: int('ws_max_pending_size'),
+    maxCommandQueueSize: int('max_command_queue_size'),
     secret,
     jwtSecrets,
     jwtParam: str('jwt_param'),

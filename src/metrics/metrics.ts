@@ -19,6 +19,7 @@ export const COUNTER_NAMES = [
   'rpc_timeout_total',
   'rpc_canceled_total',
   'disconnected_slow_clients_total',
+  'disconnected_command_overflow_total',
   'broker_reconnects_total',
 ] as const;
 
@@ -50,6 +51,7 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
   rpc_timeout_total: 'RPC calls that hit their deadline',
   rpc_canceled_total: 'RPC calls dropped because their connection closed while waiting',
   disconnected_slow_clients_total: 'Connections closed as too slow',
+  disconnected_command_overflow_total: 'Connections closed because their commands waiting for RPC exceeded --max_command_queue_size',
   broker_reconnects_total: 'Reconnections to Redis/NATS',
   clients_num: 'Open client connections',
   clients_uniq_num: 'Distinct connection identifiers',

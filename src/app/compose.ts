@@ -112,6 +112,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     wsApiKey: config.wsApiKey,
     proxiedHeaders: config.headers,
     jwtParam: config.jwtParam,
+    jwtEnabled: config.jwtSecrets.length > 0,
     secure: config.sslCert !== '',
   }, node, logger);
   endpoint.register(app);

@@ -6,6 +6,8 @@ export interface UpgradeOptions {
   readonly proxiedHeaders: readonly string[];
   readonly jwtParam: string;
   readonly secure: boolean;
+  /** Only a verifier makes a token a credential: without one no token is captured (it would open the key gate). */
+  readonly jwtEnabled: boolean;
 }
 
 /** Everything the upgrade needs; only `info` outlives it, kept small because it lives per connection. */
@@ -40,7 +42,7 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
   const tokenHeader = `x-${opts.jwtParam.toLowerCase()}`;
   // Header first, then the sub-protocol entry, then the query param (anycable-go's order).
   const url = `${opts.secure ? 'https' : 'http'}://${host || 'localhost'}${path}${rawQuery ? `?${rawQuery}` : ''}`;
-  const token = req.getHeader(tokenHeader) || protocolToken || shareWith(url, query.get(opts.jwtParam) ?? '');
+  const token = opts.jwtEnabled ? req.getHeader(tokenHeader) || protocolToken || shareWith(url, query.get(opts.jwtParam) ?? '') : '';
 
   const headers: Record<string, string> = {};
   for (const name of opts.proxiedHeaders) {

@@ -245,3 +245,34 @@ describe('the CLI', () => {
     assert.match(out.trim(), /^scrypt\$16384\$8\$1\$/);
   });
 });
+
+describe('issue 11: a token opens the WebSocket key gate only where a verifier checks it', () => {
+  test('JWT off (--noauth --ws_api_key): ?jid=, X-JID and anycable-token.* get 403; the key gets a welcome', async () => {
+    await withServer(['--noauth', '--norpc', '--ws_api_key', WS_KEY], async (server) => {
+      const attempts: Array<[string, ConstructorParameters<typeof RawClient>[1]]> = [
+        [`${server.url}?jid=whatever`, {}],
+        [server.url, { headers: { 'X-JID': 'whatever' } }],
+        [server.url, { protocols: ['actioncable-v1-json', 'anycable-token.whatever'] }],
+      ];
+      for (const [url, opts] of attempts) {
+        const client = new RawClient(url, opts);
+        await assert.rejects(client.opened);
+        assert.equal(client.unexpectedStatus, 403);
+      }
+      const machine = await RawClient.connect(`${server.url}?token=${WS_KEY}`);
+      assert.equal(((await machine.next()) as { type: string }).type, 'welcome');
+      await machine.close();
+    });
+  });
+
+  test('JWT on (--noauth --ws_api_key --secret): a forged token ends in unauthorized, never a welcome', async () => {
+    await withServer(['--noauth', '--norpc', '--ws_api_key', WS_KEY, '--secret', TEST_SECRET], async (server) => {
+      const forged = await signToken('some-other-secret-0123456789', { ext: '{"user_id":"eve"}' }, { expiresIn: 60 });
+      for (const [url, opts] of [[`${server.url}?jid=${forged}`, {}], [server.url, { headers: { 'X-JID': 'not-a-jwt' } }]] as const) {
+        const client = await RawClient.connect(url, opts);
+        assert.equal(await client.nextText(), '{"type":"disconnect","reason":"unauthorized","reconnect":false}');
+        assert.equal((await client.closed).code, 1000);
+      }
+    });
+  });
+});

@@ -7,6 +7,7 @@ import { MetricsLogger } from '../metrics/metrics-logger.js';
 import { loadUws, type Uws } from '../server/uws.js';
 import { createApp, listen, registerRoutes, type HttpRoute } from '../server/http-server.js';
 import { healthRoute } from '../server/health.js';
+import { checkTlsFiles } from '../server/tls-files.js';
 import { WsEndpoint } from '../server/ws-endpoint.js';
 import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
 import { Hub } from '../hub/hub.js';
@@ -87,6 +88,7 @@ function metricsRoute(path: string, keys: readonly string[], render: () => Promi
 
 export async function createCablecat(config: Config, logger: Logger, uws: Uws = loadUws()): Promise<Cablecat> {
   const metrics = new Metrics();
+  checkTlsFiles(config.sslCert, config.sslKey);
   const app: TemplatedApp = createApp(uws, config);
   const controller = buildController(config, metrics, logger);
   const pubsub = buildSubscriber(config, metrics, logger);

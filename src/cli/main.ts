@@ -76,6 +76,11 @@ async function main(argv: readonly string[]): Promise<void> {
     cablecat = await createCablecat(config, logger);
     await cablecat.start();
   } catch (err) {
+    // Files named in the config (users, TLS) are read here: their problems read like any config error.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`cablecat: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
     logger.fatal({ err: errorMessage(err) }, 'cannot start');
     process.exit(err instanceof ConfigError ? EXIT_CONFIG : 1);
   }

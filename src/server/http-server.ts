@@ -45,11 +45,27 @@ export function registerRoutes(app: TemplatedApp, routes: readonly HttpRoute[]):
   app.any('/*', (res) => new Reply(res).json('404 Not Found', { error: 'not_found' }));
 }
 
-/** Resolves with the bound port (useful with port 0). */
+/** uWS's ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT on the listen socket. */
+const LIBUS_LISTEN_EXCLUSIVE_PORT = 1;
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
+
+/** uWS 20.30 takes listen(host, port, options, cb) natively; its typings lack that overload. */
+function listenWithOptions(app: TemplatedApp): ListenWithOptions {
+  const fn = app.listen as unknown as ListenWithOptions;
+  return (host, port, options, cb) => fn.call(app, host, port, options, cb);
+}
+
+/**
+ * Resolves with the bound port (useful with port 0). uWS sets SO_REUSEPORT by default, so a second
+ * server on a taken port would start silently and take half the traffic: we listen exclusively.
+ * Several uWS worker threads sharing one port would need SO_REUSEPORT again; keep the check then as
+ * an exclusive probe: listen with LIBUS_LISTEN_EXCLUSIVE_PORT first (fails if anyone holds the port,
+ * reuseport or not), close it, then let the workers listen with reuseport.
+ */
 export function listen(uws: Uws, app: TemplatedApp, host: string, port: number): Promise<{ socket: us_listen_socket; port: number }> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => {
-      if (socket === false) reject(new CablecatError('CABLECAT_ERR_LISTEN', `cannot listen on ${host}:${port} (in use or not permitted)`));
+    listenWithOptions(app)(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
+      if (socket === false) reject(new CablecatError('CABLECAT_ERR_LISTEN', `cannot listen on ${host}:${port}: port ${port} is in use (or not permitted)`));
       else resolve({ socket, port: uws.us_socket_local_port(socket) });
     });
   });

@@ -276,3 +276,50 @@ describe('issue 11: a token opens the WebSocket key gate only where a verifier c
     });
   });
 });
+
+/** Runs the built CLI to its end (or kills it after `timeoutMs`: a server that should have failed but started). */
+function runCli(args: readonly string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 8000): { code: number | null; out: string } {
+  const cli = join(process.cwd(), 'dist/src/cli/main.js');
+  try {
+    const out = execFileSync(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    return { code: 0, out };
+  } catch (e) {
+    const err = e as { status: number | null; stdout: string; stderr: string };
+    return { code: err.status, out: `${err.stdout}${err.stderr}` };
+  }
+}
+
+describe('issue 11: fail loudly on a taken port, a missing TLS file, a bad users file', () => {
+  test('a second server on a taken port does not start: the error names the port, exit 1', async () => {
+    await withServer(['--noauth', '--norpc'], async (first) => {
+      await assert.rejects(startServer(['--noauth', '--norpc', '--port', String(first.port)]), new RegExp(`port ${first.port} is in use`));
+      const r = runCli(['--port', String(first.port), '--host', '127.0.0.1', '--noauth', '--norpc', '--log_format', 'json']);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, new RegExp(`port ${first.port} is in use`));
+      // The first server still answers alone.
+      const client = await RawClient.connect(first.url);
+      assert.equal(((await client.next()) as { type: string }).type, 'welcome');
+      await client.close();
+    });
+  });
+
+  test('a missing or broken TLS file is a config error naming the file (exit 2), not "App construction failed"', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-tls-'));
+    writeFileSync(join(dir, 'garbage.pem'), 'not a certificate\n');
+    const missing = runCli(['--port', '0', '--noauth', '--norpc', '--ssl_cert', join(dir, 'nope.pem'), '--ssl_key', join(dir, 'garbage.pem')]);
+    assert.equal(missing.code, 2, missing.out);
+    assert.ok(missing.out.includes(`--ssl_cert: cannot read ${join(dir, 'nope.pem')} (ENOENT)`), missing.out);
+    assert.ok(missing.out.includes(`--ssl_key: ${join(dir, 'garbage.pem')} is not a PEM private key`), missing.out);
+    assert.ok(!missing.out.includes('App construction failed'));
+  });
+
+  test('a --users_file problem prints the normal config-error format, no literal \\n', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-users-'));
+    writeFileSync(join(dir, 'users'), 'alice-without-hash\n');
+    for (const [path, problem] of [[join(dir, 'missing'), `--users_file: cannot read ${join(dir, 'missing')} (ENOENT)`], [join(dir, 'users'), '--users_file: line 1 is not username:scrypt-hash']] as const) {
+      const r = runCli(['--port', '0', '--secret', TEST_SECRET, '--norpc', '--users_file', path]);
+      assert.equal(r.code, 2, r.out);
+      assert.equal(r.out, `cablecat: invalid configuration:\n  - ${problem}\n`);
+    }
+  });
+});

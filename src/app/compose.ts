@@ -28,6 +28,7 @@ import { BroadcastPipeline } from '../broadcast/pipeline.js';
 import { httpBroadcastRoute } from '../broadcast/http-broadcaster.js';
 import { RedisBroadcaster } from '../broadcast/redis-broadcaster.js';
 import { NatsBroadcaster } from '../broadcast/nats-broadcaster.js';
+import { RedisxBroadcaster } from '../broadcast/redisx-broadcaster.js';
 import type { Broadcaster, FanoutHandler } from '../broadcast/broadcaster.js';
 import type { Subscriber } from '../pubsub/subscriber.js';
 import { RedisSubscriber } from '../pubsub/redis-subscriber.js';
@@ -145,6 +146,10 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const broadcasters: Broadcaster[] = [];
   const fanout: FanoutHandler = (pubs) => pipeline.accept(pubs, true);
   if (config.broadcastAdapters.includes('redis')) broadcasters.push(new RedisBroadcaster(config.redisUrl, config.redisChannel, fanout, metrics, logger));
+  if (config.broadcastAdapters.includes('redisx')) {
+    broadcasters.push(new RedisxBroadcaster({ url: config.redisUrl, stream: config.redisxStream, group: config.redisxGroup },
+      (pubs) => pipeline.accept(pubs, false), metrics, logger));
+  }
   if (config.broadcastAdapters.includes('nats')) broadcasters.push(new NatsBroadcaster(config.natsServers, config.natsChannel, fanout, metrics, logger));
   const metricsLogger = config.metricsLog ? new MetricsLogger(metrics, logger.child({ component: 'metrics' }), config.metricsRotateIntervalS * 1000) : null;
 

@@ -18,6 +18,9 @@ export class NatsLink {
   private up = false;
   private closed = false;
   private readonly log: Logger;
+  private resolveConnection: (connection: NatsConnection) => void = () => undefined;
+  /** Resolves once the first connect succeeded (JetStream users wait on it). */
+  readonly connection$ = new Promise<NatsConnection>((resolve) => { this.resolveConnection = resolve; });
 
   constructor(private readonly servers: readonly string[], role: string, private readonly metrics: Metrics, logger: Logger) {
     this.log = logger.child({ role });
@@ -38,6 +41,7 @@ export class NatsLink {
     }
     this.connection = connection;
     this.up = true;
+    this.resolveConnection(connection);
     this.log.info('connected to nats');
     // Subscriptions first, then what was held: a node hears its own held publications too.
     for (const [subject, entry] of this.wanted) entry.sub = this.listen(subject, entry.onMessage);
@@ -68,6 +72,10 @@ export class NatsLink {
   unsubscribe(subject: string): void {
     this.wanted.get(subject)?.sub?.unsubscribe();
     this.wanted.delete(subject);
+  }
+
+  get isUp(): boolean {
+    return this.up;
   }
 
   /** False when the publication could not be taken (the hold or nats.js's reconnect buffer is full). */

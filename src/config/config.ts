@@ -1,7 +1,8 @@
 /** The effective, validated, frozen configuration. Derived keys are resolved here, once. */
 export type DisconnectMode = 'auto' | 'always' | 'never';
 export type PubsubKind = 'none' | 'redis' | 'nats';
-export type BroadcastAdapterKind = 'http' | 'redis' | 'nats';
+export type BroadcastAdapterKind = 'http' | 'redis' | 'redisx' | 'nats';
+export type BrokerSetting = 'none' | 'memory' | 'redis' | 'nats';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export interface Config {
@@ -54,7 +55,15 @@ export interface Config {
   readonly redisChannel: string;
   readonly natsServers: readonly string[];
   readonly natsChannel: string;
+  readonly redisxStream: string;
+  readonly redisxGroup: string;
   readonly pubsub: PubsubKind;
+
+  readonly broker: BrokerSetting;
+  readonly historyLimit: number;
+  readonly historyTtlS: number;
+  readonly sessionsTtlS: number;
+  readonly pongTimeoutS: number;
 
   readonly publicStreams: boolean;
   readonly streamsSecret: string;

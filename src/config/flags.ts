@@ -15,6 +15,8 @@ export interface FlagSpec {
   readonly envAliases?: readonly string[];
   /** Masked in --print-config. */
   readonly secret?: boolean;
+  /** The value of the flag given without one (e.g. `--broker` alone means memory). */
+  readonly bare?: string;
   /** For int flags: inclusive bounds. */
   readonly min?: number;
   readonly max?: number;
@@ -59,7 +61,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'disconnect_mode', kind: 'enum', default: 'auto', values: ['auto', 'always', 'never'], group: 'rpc', help: 'When to call Disconnect' },
   { name: 'disconnect_rate', kind: 'int', default: '100', group: 'rpc', help: 'Max Disconnect calls per second', min: 1 },
   // broadcasting
-  { name: 'broadcast_adapter', kind: 'list', default: 'http', values: ['http', 'redis', 'nats'], group: 'broadcast', help: 'Broadcast adapters (comma list of http, redis, nats)' },
+  { name: 'broadcast_adapter', kind: 'list', default: 'http', values: ['http', 'redis', 'redisx', 'nats'], group: 'broadcast', help: 'Broadcast adapters (comma list of http, redis, redisx, nats)' },
   { name: 'http_broadcast_path', kind: 'string', default: '/_broadcast', group: 'broadcast', help: 'HTTP broadcast endpoint path' },
   { name: 'broadcast_key', kind: 'string', default: '', group: 'broadcast', help: 'HTTP broadcast bearer key (defaults to HMAC of --secret with broadcast-cable; none = no auth)', secret: true },
   { name: 'http_broadcast_max_body', kind: 'int', default: '1048576', group: 'broadcast', help: 'Max HTTP broadcast body, bytes (larger: 413)', min: 1 },
@@ -67,7 +69,16 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'redis_channel', kind: 'string', default: '__anycable__', group: 'broadcast', help: 'Redis broadcast channel' },
   { name: 'nats_servers', kind: 'string', default: 'nats://127.0.0.1:4222', group: 'broadcast', help: 'NATS servers (comma list)' },
   { name: 'nats_channel', kind: 'string', default: '__anycable__', group: 'broadcast', help: 'NATS broadcast subject' },
+  { name: 'redisx_stream', kind: 'string', default: '__anycable__', group: 'broadcast', help: 'Redis Stream the redisx adapter reads' },
+  { name: 'redisx_group', kind: 'string', default: 'bx', group: 'broadcast', help: 'Consumer group of the redisx adapter' },
   { name: 'pubsub', kind: 'enum', default: 'none', values: ['none', 'redis', 'nats'], group: 'broadcast', help: 'Pub/sub between nodes' },
+  // broker (reliable streams)
+  { name: 'broker', kind: 'enum', default: 'none', values: ['none', 'memory', 'redis', 'nats'], bare: 'memory', group: 'broker', help: 'History and session store: memory (one node), redis or nats (shared); --broker alone = memory' },
+  { name: 'history_limit', kind: 'int', default: '100', group: 'broker', help: 'Messages kept per stream', min: 1 },
+  { name: 'history_ttl', kind: 'int', default: '300', group: 'broker', help: 'Seconds a message stays in history', min: 1 },
+  { name: 'sessions_ttl', kind: 'int', default: '300', group: 'broker', help: 'Seconds a session can be restored after its last change (0 = no restore)', min: 0 },
+  { name: 'presets', kind: 'list', default: '', values: ['broker'], group: 'broker', help: 'Configuration presets (broker: memory broker, or redis/nats when their URL is set)' },
+  { name: 'pong_timeout', kind: 'int', default: '0', group: 'broker', help: 'Seconds without any frame from an ext-json client before a no_pong disconnect (0 = off)', min: 0 },
   // streams
   { name: 'public_streams', kind: 'bool', default: 'false', group: 'streams', help: 'Allow unsigned $pubsub stream names' },
   { name: 'streams_secret', kind: 'string', default: '', group: 'streams', help: 'Signed streams secret (defaults to --secret)', secret: true },

@@ -1,7 +1,8 @@
 import { ConfigError } from '../errors.js';
 import { deriveKey } from '../auth/keys.js';
 import { FLAGS, envNameFor, type FlagSpec } from './flags.js';
-import type { BroadcastAdapterKind, Config, DisconnectMode, LogLevel, PubsubKind } from './config.js';
+import type { BroadcastAdapterKind, BrokerSetting, Config, DisconnectMode, LogLevel, PubsubKind } from './config.js';
+import { presetDefaults } from './presets.js';
 
 export interface CliRequest {
   readonly config: Config;
@@ -32,21 +33,26 @@ function parseArgv(argv: readonly string[], problems: string[]): { values: Map<s
       if (next === 'true' || next === 'false') { values.set(name, next); i++; } else values.set(name, 'true');
       continue;
     }
-    if (next === undefined || next.startsWith('--')) { problems.push(`flag --${name} needs a value`); continue; }
+    if (next === undefined || next.startsWith('--')) {
+      if (spec.bare !== undefined) values.set(name, spec.bare);
+      else problems.push(`flag --${name} needs a value`);
+      continue;
+    }
     values.set(name, next);
     i++;
   }
   return { values, help, printConfig };
 }
 
-function rawValue(spec: FlagSpec, argvValues: Map<string, string>, env: NodeJS.ProcessEnv): string {
+/** The value given by flag or env, or undefined when the user left it alone. */
+function givenValue(spec: FlagSpec, argvValues: Map<string, string>, env: NodeJS.ProcessEnv): string | undefined {
   const fromArgv = argvValues.get(spec.name);
   if (fromArgv !== undefined) return fromArgv;
   for (const envName of [envNameFor(spec.name), ...(spec.envAliases ?? [])]) {
     const v = env[envName];
     if (v !== undefined && v !== '') return v;
   }
-  return spec.default;
+  return undefined;
 }
 
 function list(value: string): string[] {
@@ -102,8 +108,15 @@ function parseTags(items: readonly string[], problems: string[]): Record<string,
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CliRequest {
   const problems: string[] = [];
   const { values, help, printConfig } = parseArgv(argv, problems);
+  const given = new Map<string, string>();
+  for (const spec of FLAGS) {
+    const value = givenValue(spec, values, env);
+    if (value !== undefined) given.set(spec.name, value);
+  }
+  // Presets change defaults only: what the user set explicitly still wins.
+  const presets = presetDefaults(list(given.get('presets') ?? ''), given);
   const v = new Map<string, Typed>();
-  for (const spec of FLAGS) v.set(spec.name, typedValue(spec, rawValue(spec, values, env), problems));
+  for (const spec of FLAGS) v.set(spec.name, typedValue(spec, given.get(spec.name) ?? presets.get(spec.name) ?? spec.default, problems));
 
   const str = (n: string): string => String(v.get(n) ?? '');
   const int = (n: string): number => Number(v.get(n) ?? 0);
@@ -128,7 +141,17 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
   if (str('metrics_http') && !str('metrics_http').startsWith('/')) problems.push(`--metrics_http: "${str('metrics_http')}" must start with /`);
   if ((str('ssl_cert') === '') !== (str('ssl_key') === '')) problems.push('--ssl_cert and --ssl_key go together');
   if (!/^[A-Za-z0-9_-]+$/.test(str('jwt_param'))) problems.push(`--jwt_param: "${str('jwt_param')}" is not a valid parameter name`);
-  const pubsub = str('pubsub') as PubsubKind;
+  const broker = str('broker') as BrokerSetting;
+  const adapters = strs('broadcast_adapter') as BroadcastAdapterKind[];
+  // As anycable-go: a shared broker or redisx needs pub/sub between nodes, so it is switched on unless chosen.
+  let pubsub = str('pubsub') as PubsubKind;
+  if (!given.has('pubsub') && !presets.has('pubsub')) {
+    if (broker === 'redis' || adapters.includes('redisx')) pubsub = 'redis';
+    else if (broker === 'nats') pubsub = 'nats';
+  }
+  if ((broker === 'redis' || broker === 'nats') && (adapters.includes('redis') || adapters.includes('nats'))) {
+    problems.push(`--broadcast_adapter: redis and nats deliver every broadcast to every node, which would store it once per node with --broker ${broker}; use http or redisx`);
+  }
   const metricsTags = parseTags(strs('metrics_tags'), problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
@@ -168,7 +191,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
     httpRpcTimeoutMs: int('http_rpc_timeout'),
     disconnectMode: str('disconnect_mode') as DisconnectMode,
     disconnectRate: int('disconnect_rate'),
-    broadcastAdapters: strs('broadcast_adapter') as BroadcastAdapterKind[],
+    broadcastAdapters: adapters,
     httpBroadcastPath: str('http_broadcast_path'),
     broadcastKey,
     httpBroadcastMaxBody: int('http_broadcast_max_body'),
@@ -176,7 +199,14 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
     redisChannel: str('redis_channel'),
     natsServers: list(str('nats_servers')),
     natsChannel: str('nats_channel'),
+    redisxStream: str('redisx_stream'),
+    redisxGroup: str('redisx_group'),
     pubsub,
+    broker,
+    historyLimit: int('history_limit'),
+    historyTtlS: int('history_ttl'),
+    sessionsTtlS: int('sessions_ttl'),
+    pongTimeoutS: int('pong_timeout'),
     publicStreams: bool('public_streams') || isPublic,
     streamsSecret,
     streamsWhisper: bool('streams_whisper'),

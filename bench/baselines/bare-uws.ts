@@ -1,9 +1,9 @@
 // The limit: a bare uWebSockets.js server speaking the smallest Action Cable subset
 // (welcome, subscribe confirm to a $pubsub stream, HTTP broadcast through uWS publish).
-import { createRequire } from 'node:module';
-import type * as Uws from 'uWebSockets.js';
+// The same native binary cablecat picks for this Node (see src/server/uws.ts).
+import { loadUws } from '../../src/server/uws.js';
 
-const uws = createRequire(import.meta.url)('uWebSockets.js') as typeof Uws;
+const uws = loadUws();
 const port = Number(process.argv[2] ?? 9001);
 const app = uws.App();
 app.ws<Record<string, never>>('/cable', {

@@ -1,12 +1,10 @@
+// Only light modules are imported up front: uWS, gRPC, Redis, NATS and pino load (dynamic import) when the
+// server actually starts, so --help, --version and config errors answer at once, even without a uWS binary.
 import { loadConfig, helpText, printableConfig } from '../config/load.js';
 import { ConfigError, errorMessage } from '../errors.js';
-import { createLogger } from '../logging/logger.js';
-import { createCablecat } from '../app/compose.js';
-import { hashPassword } from '../auth/users.js';
-import { mintToken } from '../auth/jwt.js';
-import { redactUrl } from '../broker/redis-connection.js';
 import { VERSION } from '../version.js';
 import { checkSecrets } from './secure-start.js';
+import { describeStartFailure, formatStartFailure } from './start-errors.js';
 import type { Config } from '../config/config.js';
 
 const EXIT_CONFIG = 2;
@@ -27,7 +25,13 @@ function authModes(config: Config): string[] {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
+  if (argv.includes('--version') || argv.includes('-v')) {
+    const { versionReport } = await import('./version-report.js');
+    process.stdout.write(`${versionReport()}\n`);
+    return;
+  }
   if (argv[0] === 'hash-password') {
+    const { hashPassword } = await import('../auth/users.js');
     const password = await readStdin();
     if (password === '') {
       process.stderr.write('hash-password: give the password on stdin\n');
@@ -63,29 +67,34 @@ async function main(argv: readonly string[]): Promise<void> {
     process.exit(EXIT_CONFIG);
   }
   const config = verdict.config;
+  const { createLogger } = await import('../logging/logger.js');
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   for (const warning of verdict.warnings) logger.warn(warning);
   if (verdict.kind === 'generated') {
+    const { mintToken } = await import('../auth/jwt.js');
     const token = await mintToken(config.jwtSecrets[0] ?? '', JSON.stringify({ user_id: 'test' }), 24 * 3600);
     logger.warn('!!! NO SECRET SET: generated a random one for this run only. Set ANYCABLE_SECRET before going to production !!!');
     process.stdout.write(`\nA token for a test user (valid 24 h): ${token}\nConnect with: ws://${config.host}:${config.port}${config.paths[0] ?? '/cable'}?${config.jwtParam}=${token}\n\n`);
   }
 
   let cablecat;
+  let uwsId;
   try {
-    cablecat = await createCablecat(config, logger);
+    const [{ createCablecat }, { loadUwsPackage }] = await Promise.all([import('../app/compose.js'), import('../server/uws.js')]);
+    const uws = loadUwsPackage();
+    uwsId = uws.id;
+    cablecat = await createCablecat(config, logger, uws.uws);
     await cablecat.start();
   } catch (err) {
-    // Files named in the config (users, TLS) are read here: their problems read like any config error.
-    if (err instanceof ConfigError) {
-      process.stderr.write(`cablecat: ${err.message}\n`);
-      process.exit(EXIT_CONFIG);
-    }
-    logger.fatal({ err: errorMessage(err) }, 'cannot start');
-    process.exit(err instanceof ConfigError ? EXIT_CONFIG : 1);
+    const failure = describeStartFailure(err, config);
+    logger.debug({ err: errorMessage(err) }, 'start-up failed');
+    process.stderr.write(formatStartFailure(failure));
+    process.exit(failure.kind === 'config' ? EXIT_CONFIG : 1);
   }
+  const { redactUrl } = await import('../broker/redis-connection.js');
   logger.info({
     version: VERSION,
+    uws: uwsId,
     address: `${config.sslCert ? 'https' : 'http'}://${config.host}:${cablecat.port}`,
     paths: config.paths,
     auth: authModes(config),

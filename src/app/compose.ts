@@ -8,6 +8,7 @@ import { loadUws, type Uws } from '../server/uws.js';
 import { createApp, listen, registerRoutes, type HttpRoute } from '../server/http-server.js';
 import { healthRoute } from '../server/health.js';
 import { checkTlsFiles } from '../server/tls-files.js';
+import { ApiListener } from '../server/api-listener.js';
 import { WsEndpoint } from '../server/ws-endpoint.js';
 import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
 import { Hub } from '../hub/hub.js';
@@ -40,6 +41,8 @@ export interface Cablecat {
   /** Bound port (resolved when listening on port 0). */
   port: number;
   metricsPort: number;
+  /** Bound port of the node:http API listener (0 when there is none). */
+  apiPort: number;
   start(): Promise<void>;
   /** Graceful: refuse new connections, tell clients server_restart, flush Disconnect calls, stop. */
   shutdown(): Promise<void>;
@@ -122,10 +125,16 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
 
   let serving = true;
   const routes: HttpRoute[] = [healthRoute(config.healthPath, () => serving)];
+  // The API listener (node:http) serves the main port's routes, plus broadcasts without a key.
+  const apiOnlyRoutes: HttpRoute[] = [];
+  const sharedBroadcastPort = config.httpBroadcastPort !== 0 && config.httpBroadcastPort === config.port;
   if (config.broadcastAdapters.includes('http')) {
     const keys = config.broadcastKey ? [config.broadcastKey, config.apiKey] : [];
-    routes.push(httpBroadcastRoute({ path: config.httpBroadcastPath, keys, maxBody: config.httpBroadcastMaxBody },
-      (pubs) => pipeline.accept(pubs, false), metrics, logger));
+    const route = httpBroadcastRoute({ path: config.httpBroadcastPath, keys, maxBody: config.httpBroadcastMaxBody },
+      (pubs) => pipeline.accept(pubs, false), metrics, logger);
+    // As anycable-go: an unauthenticated broadcast endpoint stays off the public main port.
+    if (config.broadcastKey || sharedBroadcastPort) routes.push(route);
+    else apiOnlyRoutes.push(route);
   }
   const users = config.usersFile ? loadUsersFile(config.usersFile) : new Map<string, string>();
   if (config.jwtSecrets.length > 0 && config.apiKey) {
@@ -133,15 +142,17 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   }
   const registry = config.metricsHttp ? createPrometheusRegistry(metrics, config.metricsPrefix, config.metricsTags) : null;
   const renderMetrics = async (): Promise<string> => (registry ? registry.metrics() : '');
-  let metricsApp: TemplatedApp | null = null;
+  let metricsListener: ApiListener | null = null;
   if (registry && config.metricsPort === 0) {
     routes.push(metricsRoute(config.metricsHttp, [config.apiKey], renderMetrics, registry.contentType));
   } else if (registry) {
-    metricsApp = uws.App();
-    // A separate metrics port is an operator network: no key, as anycable-go.
-    registerRoutes(metricsApp, [metricsRoute(config.metricsHttp, [], renderMetrics, registry.contentType)]);
+    // A separate metrics port is an operator network: no key, as anycable-go. node:http answers every scraper.
+    metricsListener = new ApiListener([metricsRoute(config.metricsHttp, [], renderMetrics, registry.contentType)], logger, 'metrics_http');
   }
   registerRoutes(app, routes);
+  const apiListener = config.broadcastAdapters.includes('http') && !sharedBroadcastPort
+    ? new ApiListener([...routes, ...apiOnlyRoutes], logger)
+    : null;
 
   const broadcasters: Broadcaster[] = [];
   const fanout: FanoutHandler = (pubs) => pipeline.accept(pubs, true);
@@ -159,17 +170,18 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     node,
     port: 0,
     metricsPort: 0,
+    apiPort: 0,
     async start() {
       if (pubsub) await pubsub.start((pub) => node.deliver(pub));
       for (const b of broadcasters) await b.start();
       const main = await listen(uws, app, config.host, config.port);
       listenSockets.push(main.socket);
       cablecat.port = main.port;
-      if (metricsApp) {
-        const m = await listen(uws, metricsApp, config.metricsHost || config.host, config.metricsPort);
-        listenSockets.push(m.socket);
-        cablecat.metricsPort = m.port;
+      if (apiListener) cablecat.apiPort = await apiListener.listen(config.host, config.httpBroadcastPort);
+      if (sharedBroadcastPort && config.broadcastAdapters.includes('http')) {
+        logger.warn({ port: config.port }, 'HTTP broadcasts on the main port only: uWS cannot parse the anycable gem\'s absolute-form requests, point its http_broadcast_url at another adapter or set a separate --http_broadcast_port');
       }
+      if (metricsListener) cablecat.metricsPort = await metricsListener.listen(config.metricsHost || config.host, config.metricsPort);
       node.start();
       disconnectQueue.start();
       metricsLogger?.start();
@@ -185,6 +197,8 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       await controller.shutdown();
       metricsLogger?.stop();
       for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);
+      await apiListener?.close();
+      await metricsListener?.close();
     },
   };
   return cablecat;

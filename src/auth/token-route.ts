@@ -50,7 +50,7 @@ export function tokenRoute(opts: TokenRouteOptions, logger: Logger): HttpRoute {
     pattern: '/auth/token',
     handle: async (reply, req) => {
       const keyOk = hasValidBearer(req, [opts.apiKey]);
-      const address = Buffer.from(reply.res.getRemoteAddressAsText()).toString('utf8');
+      const address = req.remoteAddress;
       const body = await readBody(reply, req, 16 * 1024);
       if (!body.ok) {
         if (body.reason === 'too_large') reply.json('413 Payload Too Large', { error: 'payload_too_large' }, true);

@@ -97,6 +97,7 @@ async function main(argv: readonly string[]): Promise<void> {
     uws: uwsId,
     address: `${config.sslCert ? 'https' : 'http'}://${config.host}:${cablecat.port}`,
     paths: config.paths,
+    http_api: cablecat.apiPort ? `http://${config.host}:${cablecat.apiPort}` : 'off',
     auth: authModes(config),
     broadcast: config.broadcastAdapters,
     pubsub: config.pubsub,

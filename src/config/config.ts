@@ -48,6 +48,8 @@ export interface Config {
 
   readonly broadcastAdapters: readonly BroadcastAdapterKind[];
   readonly httpBroadcastPath: string;
+  /** The node:http API listener's port (0 = any free port); equal to `port` = served on the main port only. */
+  readonly httpBroadcastPort: number;
   /** Empty = broadcasts need no key. */
   readonly broadcastKey: string;
   readonly httpBroadcastMaxBody: number;

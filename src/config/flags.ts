@@ -63,6 +63,7 @@ export const FLAGS: readonly FlagSpec[] = [
   // broadcasting
   { name: 'broadcast_adapter', kind: 'list', default: 'http', values: ['http', 'redis', 'redisx', 'nats'], group: 'broadcast', help: 'Broadcast adapters (comma list of http, redis, redisx, nats)' },
   { name: 'http_broadcast_path', kind: 'string', default: '/_broadcast', group: 'broadcast', help: 'HTTP broadcast endpoint path' },
+  { name: 'http_broadcast_port', kind: 'int', default: '8090', group: 'broadcast', help: 'Port of the HTTP API listener (broadcast, health, token, metrics; answers every HTTP/1.x request form, e.g. the anycable gem\'s); equal to --port = main port only; 0 = any free port', min: 0, max: 65535 },
   { name: 'broadcast_key', kind: 'string', default: '', group: 'broadcast', help: 'HTTP broadcast bearer key (defaults to HMAC of --secret with broadcast-cable; none = no auth)', secret: true },
   { name: 'http_broadcast_max_body', kind: 'int', default: '1048576', group: 'broadcast', help: 'Max HTTP broadcast body, bytes (larger: 413)', min: 1 },
   { name: 'redis_url', kind: 'string', default: 'redis://localhost:6379', group: 'broadcast', help: 'Redis URL', envAliases: ['REDIS_URL'], secret: true },

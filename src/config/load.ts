@@ -152,6 +152,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
   if ((broker === 'redis' || broker === 'nats') && (adapters.includes('redis') || adapters.includes('nats'))) {
     problems.push(`--broadcast_adapter: redis and nats deliver every broadcast to every node, which would store it once per node with --broker ${broker}; use http or redisx`);
   }
+  if (int('metrics_port') !== 0 && int('metrics_port') === int('http_broadcast_port')) {
+    problems.push(`--metrics_port and --http_broadcast_port are both ${int('metrics_port')}: give them different ports`);
+  }
   const metricsTags = parseTags(strs('metrics_tags'), problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
@@ -193,6 +196,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
     disconnectRate: int('disconnect_rate'),
     broadcastAdapters: adapters,
     httpBroadcastPath: str('http_broadcast_path'),
+    httpBroadcastPort: int('http_broadcast_port'),
     broadcastKey,
     httpBroadcastMaxBody: int('http_broadcast_max_body'),
     redisUrl: str('redis_url'),

@@ -1,8 +1,8 @@
-import type { HttpRequest } from 'uWebSockets.js';
 import { bearerToken, safeEqual } from '../auth/keys.js';
 
 /** Checks `Authorization: Bearer <key>` against any of `keys`; no keys means the endpoint is open. */
-export function hasValidBearer(req: HttpRequest, keys: readonly string[]): boolean {
+/** `req` is a uWS request or a transport-neutral request view: only its headers are read. */
+export function hasValidBearer(req: { getHeader(lowerCaseName: string): string }, keys: readonly string[]): boolean {
   const active = keys.filter((k) => k !== '');
   if (active.length === 0) return true;
   const given = bearerToken(req.getHeader('authorization'));

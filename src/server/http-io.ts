@@ -1,15 +1,18 @@
 import type { HttpResponse, HttpRequest } from 'uWebSockets.js';
+import type { BodyResult, HttpReply, HttpRequestView } from './http-route.js';
+
+export type { BodyResult, HttpReply, HttpRequestView } from './http-route.js';
 
 /**
  * A uWS response wrapped so that abort is handled before any await, writes are corked,
- * and nothing is written after the client went away.
+ * and nothing is written after the client went away. `headOnly` answers a HEAD request.
  */
-export class Reply {
+export class Reply implements HttpReply {
   aborted = false;
   private done = false;
   private readonly abortHandlers: Array<() => void> = [];
 
-  constructor(readonly res: HttpResponse) {
+  constructor(readonly res: HttpResponse, private readonly headOnly = false) {
     res.onAborted(() => {
       this.aborted = true;
       for (const handler of this.abortHandlers) handler();
@@ -30,7 +33,18 @@ export class Reply {
     this.res.cork(() => {
       this.res.writeStatus(status);
       for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
-      this.res.end(body, closeConnection);
+      if (this.headOnly) {
+        // endWithoutBody(length) leaves uWS waiting for that body on a kept-alive connection: only use it when closing.
+        const length = Buffer.byteLength(body);
+        if (closeConnection) {
+          this.res.endWithoutBody(length, true);
+        } else {
+          this.res.writeHeader('Content-Length', String(length));
+          this.res.endWithoutBody();
+        }
+      } else {
+        this.res.end(body, closeConnection);
+      }
     });
   }
 
@@ -39,11 +53,26 @@ export class Reply {
   }
 }
 
-export type BodyResult = { readonly ok: true; readonly body: Buffer } | { readonly ok: false; readonly reason: 'too_large' | 'aborted' };
+/** Copies a uWS request into a view that outlives the callback (only API routes use it: it copies every header). */
+export function uwsRequestView(res: HttpResponse, req: HttpRequest, reply: Reply): HttpRequestView {
+  const headers = new Map<string, string>();
+  req.forEach((key, value) => headers.set(key, value));
+  return {
+    method: req.getMethod().toUpperCase(),
+    path: req.getUrl(),
+    remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString('utf8'),
+    getHeader: (name) => headers.get(name) ?? '',
+    readBody: (limit) => readUwsBody(reply, headers.get('content-length') ?? '', limit),
+  };
+}
 
 /** Collects a request body up to `limit` bytes. Over the limit it stops reading at once. */
-export function readBody(reply: Reply, req: HttpRequest, limit: number): Promise<BodyResult> {
-  const declared = Number.parseInt(req.getHeader('content-length') || '0', 10);
+export function readBody(_reply: HttpReply, req: HttpRequestView, limit: number): Promise<BodyResult> {
+  return req.readBody(limit);
+}
+
+function readUwsBody(reply: Reply, contentLength: string, limit: number): Promise<BodyResult> {
+  const declared = Number.parseInt(contentLength || '0', 10);
   if (declared > limit) return Promise.resolve({ ok: false, reason: 'too_large' });
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];

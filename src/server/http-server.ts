@@ -1,16 +1,10 @@
-import type { HttpRequest, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Uws } from './uws.js';
-import { Reply } from './http-io.js';
+import { Reply, uwsRequestView } from './http-io.js';
+import { allowedMethods, METHOD_NOT_ALLOWED, NOT_FOUND, type HttpReply, type HttpRequestView, type HttpRoute } from './http-route.js';
 import { CablecatError } from '../errors.js';
 
-export type HttpMethod = 'get' | 'post';
-
-export interface HttpRoute {
-  readonly method: HttpMethod;
-  readonly pattern: string;
-  /** Read what you need from `req` before any await: it dies with the callback. */
-  readonly handle: (reply: Reply, req: HttpRequest) => void | Promise<void>;
-}
+export type { HttpMethod, HttpRoute } from './http-route.js';
 
 export interface ListenOptions {
   readonly host: string;
@@ -23,26 +17,44 @@ export function createApp(uws: Uws, opts: Pick<ListenOptions, 'sslCert' | 'sslKe
   return opts.sslCert ? uws.SSLApp({ cert_file_name: opts.sslCert, key_file_name: opts.sslKey }) : uws.App();
 }
 
-/** Registers routes, answering 405 for other methods on a known path and 404 elsewhere, all in JSON. */
+/** Runs a route handler; a thrown or rejected handler becomes a 500, never a crash. */
+export function runRoute(route: HttpRoute, reply: HttpReply, req: HttpRequestView): void {
+  const fail = (): void => reply.json('500 Internal Server Error', { error: 'internal_error' });
+  try {
+    const result = route.handle(reply, req);
+    if (result instanceof Promise) result.catch(fail);
+  } catch {
+    fail();
+  }
+}
+
+/**
+ * Registers routes on uWS, answering 405 for other methods on a known path and 404 elsewhere, all in JSON.
+ * GET routes answer HEAD too. Requests uWS 20.30 cannot parse (absolute-form target, HTTP/1.0, HTTP/1.1
+ * without Host) never reach any handler: those clients use the node:http API port (api-listener.ts).
+ */
 export function registerRoutes(app: TemplatedApp, routes: readonly HttpRoute[]): void {
   const patterns = new Set<string>();
   for (const route of routes) {
     patterns.add(route.pattern);
     app[route.method](route.pattern, (res, req) => {
       const reply = new Reply(res);
-      const result = route.handle(reply, req);
-      if (result instanceof Promise) {
-        result.catch(() => reply.json('500 Internal Server Error', { error: 'internal_error' }));
-      }
+      runRoute(route, reply, uwsRequestView(res, req, reply));
     });
+    if (route.method === 'get') {
+      app.head(route.pattern, (res, req) => {
+        const reply = new Reply(res, true);
+        runRoute(route, reply, uwsRequestView(res, req, reply));
+      });
+    }
   }
   for (const pattern of patterns) {
-    const allowed = routes.filter((r) => r.pattern === pattern).map((r) => r.method.toUpperCase()).join(', ');
+    const allowed = allowedMethods(routes, pattern);
     app.any(pattern, (res) => {
-      new Reply(res).send('405 Method Not Allowed', JSON.stringify({ error: 'method_not_allowed' }), { 'Content-Type': 'application/json', Allow: allowed });
+      new Reply(res).send('405 Method Not Allowed', JSON.stringify(METHOD_NOT_ALLOWED), { 'Content-Type': 'application/json', Allow: allowed });
     });
   }
-  app.any('/*', (res) => new Reply(res).json('404 Not Found', { error: 'not_found' }));
+  app.any('/*', (res) => new Reply(res).json('404 Not Found', NOT_FOUND));
 }
 
 /** uWS's ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT on the listen socket. */

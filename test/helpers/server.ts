@@ -25,13 +25,15 @@ export interface TestServer {
   readonly port: number;
   readonly url: string;
   readonly http: string;
+  /** Base URL of the node:http API listener ('' when there is none). */
+  readonly api: string;
   readonly logs: LogCapture;
   stop(): Promise<void>;
 }
 
-/** Starts the real server in this process on a free port with the given flags. */
+/** Starts the real server in this process on free ports (main and HTTP API) with the given flags. */
 export async function startServer(args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
-  const { config } = loadConfig(['--port', '0', '--host', '127.0.0.1', '--log_level', 'debug', '--log_format', 'json', ...args], env);
+  const { config } = loadConfig(['--port', '0', '--http_broadcast_port', '0', '--host', '127.0.0.1', '--log_level', 'debug', '--log_format', 'json', ...args], env);
   const logs = new LogCapture();
   const logger = createLogger({ level: config.logLevel, format: 'json', destination: logs });
   const app = await createCablecat(config, logger);
@@ -42,6 +44,7 @@ export async function startServer(args: readonly string[] = [], env: NodeJS.Proc
     port: app.port,
     url: `ws://127.0.0.1:${app.port}${config.paths[0] ?? '/cable'}`,
     http: `http://127.0.0.1:${app.port}`,
+    api: app.apiPort ? `http://127.0.0.1:${app.apiPort}` : '',
     logs,
     async stop() {
       if (stopped) return;

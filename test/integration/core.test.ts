@@ -207,7 +207,8 @@ describe('other auth modes', () => {
       const welcome = (await client.next()) as { type: string; sid: string };
       assert.equal(welcome.type, 'welcome');
       // Identified as {"sid":<sid>}: a remote disconnect by exactly those identifiers reaches it.
-      const kick = await broadcast(server.http, { command: 'disconnect', payload: { identifier: JSON.stringify({ sid: welcome.sid }), reconnect: false } });
+      // No broadcast key: the endpoint is on the API port only.
+      const kick = await broadcast(server.api, { command: 'disconnect', payload: { identifier: JSON.stringify({ sid: welcome.sid }), reconnect: false } });
       assert.equal(kick.status, 201);
       assert.deepEqual(await client.next(), { type: 'disconnect', reason: 'remote', reconnect: false });
     });

@@ -216,7 +216,7 @@ describe('the CLI', () => {
   });
 
   test('in development without a secret it starts with a warning and prints a working token', async () => {
-    const child = spawn(process.execPath, [cli, '--port', '0', '--host', '127.0.0.1', '--norpc', '--log_format', 'json'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, '--port', '0', '--http_broadcast_port', '0', '--host', '127.0.0.1', '--norpc', '--log_format', 'json'], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     try {

@@ -1,3 +1,5 @@
+import type { StreamPosition } from '../broker/broker.js';
+
 /** What the app publishes, parsed from unknown input into one of two shapes. */
 export interface StreamBroadcast {
   readonly kind: 'broadcast';
@@ -6,6 +8,10 @@ export interface StreamBroadcast {
   readonly data: string;
   /** `meta.exclude_socket`: the sid that must not receive it. */
   readonly excludeSocket: string | null;
+  /** `meta.transient`: delivered live but never stored in history (whispers are). */
+  readonly transient?: boolean;
+  /** Given by the broker before fan-out; only trusted between our own nodes. */
+  readonly position?: StreamPosition;
 }
 
 export interface RemoteDisconnect {
@@ -19,7 +25,13 @@ export type Publication = StreamBroadcast | RemoteDisconnect;
 
 export type ParseResult = { readonly ok: true; readonly items: readonly Publication[] } | { readonly ok: false; readonly error: string };
 
-function parseOne(value: unknown, at: string): Publication | string {
+function parsePosition(obj: Record<string, unknown>): StreamPosition | undefined {
+  const { epoch, offset } = obj;
+  if (typeof epoch !== 'string' || epoch === '' || typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 1) return undefined;
+  return { epoch, offset };
+}
+
+function parseOne(value: unknown, at: string, trusted: boolean): Publication | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${at}: not an object`;
   const obj = value as Record<string, unknown>;
   if (obj.command !== undefined) {
@@ -39,40 +51,49 @@ function parseOne(value: unknown, at: string): Publication | string {
   else if (data !== undefined) text = JSON.stringify(data);
   else return `${at}: data is missing`;
   let excludeSocket: string | null = null;
+  let transient = false;
   if (meta !== undefined && meta !== null) {
     if (typeof meta !== 'object' || Array.isArray(meta)) return `${at}: meta must be an object`;
-    const ex = (meta as Record<string, unknown>).exclude_socket;
+    const { exclude_socket: ex, transient: tr } = meta as Record<string, unknown>;
     if (typeof ex === 'string' && ex !== '') excludeSocket = ex;
+    transient = tr === true;
   }
-  return { kind: 'broadcast', stream, data: text, excludeSocket };
+  const position = trusted ? parsePosition(obj) : undefined;
+  return { kind: 'broadcast', stream, data: text, excludeSocket, ...(transient ? { transient } : {}), ...(position ? { position } : {}) };
 }
 
-/** One object or an array of them (a batch). All-or-nothing: one bad entry rejects the payload. */
-export function parsePublications(value: unknown): ParseResult {
+/**
+ * One object or an array of them (a batch). All-or-nothing: one bad entry rejects the payload.
+ * `trusted` (our own pub/sub between nodes) also reads stream positions; from the app they are ignored.
+ */
+export function parsePublications(value: unknown, trusted = false): ParseResult {
   const list = Array.isArray(value) ? value : [value];
   if (list.length === 0) return { ok: false, error: 'empty batch' };
   const items: Publication[] = [];
   for (let i = 0; i < list.length; i++) {
-    const parsed = parseOne(list[i], Array.isArray(value) ? `item ${i}` : 'payload');
+    const parsed = parseOne(list[i], Array.isArray(value) ? `item ${i}` : 'payload', trusted);
     if (typeof parsed === 'string') return { ok: false, error: parsed };
     items.push(parsed);
   }
   return { ok: true, items };
 }
 
-export function parsePublicationsText(text: string): ParseResult {
+export function parsePublicationsText(text: string, trusted = false): ParseResult {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return { ok: false, error: 'body is not valid JSON' };
   }
-  return parsePublications(value);
+  return parsePublications(value, trusted);
 }
 
-/** The wire form used between nodes (Redis/NATS pub/sub). */
+/** The wire form used between nodes (Redis/NATS pub/sub), stream position included. */
 export function encodePublication(pub: Publication): string {
-  return pub.kind === 'broadcast'
-    ? JSON.stringify({ stream: pub.stream, data: pub.data, ...(pub.excludeSocket ? { meta: { exclude_socket: pub.excludeSocket } } : {}) })
-    : JSON.stringify({ command: 'disconnect', payload: { identifier: pub.identifier, reconnect: pub.reconnect } });
+  if (pub.kind === 'disconnect') return JSON.stringify({ command: 'disconnect', payload: { identifier: pub.identifier, reconnect: pub.reconnect } });
+  const meta = pub.excludeSocket || pub.transient
+    ? { meta: { ...(pub.excludeSocket ? { exclude_socket: pub.excludeSocket } : {}), ...(pub.transient ? { transient: true } : {}) } }
+    : {};
+  const position = pub.position ? { epoch: pub.position.epoch, offset: pub.position.offset } : {};
+  return JSON.stringify({ stream: pub.stream, data: pub.data, ...meta, ...position });
 }

@@ -21,6 +21,10 @@ export const COUNTER_NAMES = [
   'disconnected_slow_clients_total',
   'disconnected_command_overflow_total',
   'broker_reconnects_total',
+  'history_hits_total',
+  'history_misses_total',
+  'sessions_restored_total',
+  'session_restore_misses_total',
 ] as const;
 
 export const GAUGE_NAMES = [
@@ -53,6 +57,10 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
   disconnected_slow_clients_total: 'Connections closed as too slow',
   disconnected_command_overflow_total: 'Connections closed because their commands waiting for RPC exceeded --max_command_queue_size',
   broker_reconnects_total: 'Reconnections to Redis/NATS',
+  history_hits_total: 'History requests answered with confirm_history',
+  history_misses_total: 'History requests answered with reject_history',
+  sessions_restored_total: 'Connections that restored a previous session',
+  session_restore_misses_total: 'Restore attempts whose session was unknown or expired (normal authentication followed)',
   clients_num: 'Open client connections',
   clients_uniq_num: 'Distinct connection identifiers',
   broadcast_streams_num: 'Streams with at least one subscriber',

@@ -16,7 +16,7 @@ export class NatsSubscriber implements Subscriber {
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
   private readonly onMessage = (data: Uint8Array): void => {
-    for (const pub of readBrokerPayload(this.decoder.decode(data), this.metrics, this.log)) this.deliver(pub);
+    for (const pub of readBrokerPayload(this.decoder.decode(data), this.metrics, this.log, true)) this.deliver(pub);
   };
 
   constructor(servers: readonly string[], private readonly metrics: Metrics, logger: Logger) {

@@ -31,7 +31,7 @@ export class RedisSubscriber implements Subscriber {
     this.publisher = connectRedis(this.url, 'pubsub_publish', this.metrics, this.log);
     this.subscriber = connectRedis(this.url, 'pubsub_subscribe', this.metrics, this.log);
     this.subscriber.on('message', (_channel: string, message: string) => {
-      for (const pub of readBrokerPayload(message, this.metrics, this.log)) deliver(pub);
+      for (const pub of readBrokerPayload(message, this.metrics, this.log, true)) deliver(pub);
     });
     const subscriber = this.subscriber;
     subscriber.on('close', () => { this.listening = false; });

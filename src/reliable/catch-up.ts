@@ -1,0 +1,145 @@
+import type { StreamPosition } from '../broker/broker.js';
+import type { TopicSocket } from '../hub/hub.js';
+import { positionedMessageFrame } from '../protocol/ext-frames.js';
+import { messageFramePrefix, messageJsonFromData } from '../protocol/messages.js';
+
+/** What catching up needs from a session. */
+export interface CatchUpClient {
+  readonly sid: string;
+  /** Null once the connection is gone. */
+  readonly liveSocket: TopicSocket | null;
+  send(frame: string): boolean;
+}
+
+/** Takes a socket out of a (stream, identifier) topic and puts it back, keeping the hub's count. */
+export interface TopicGate {
+  hold(socket: TopicSocket, stream: string, identifier: string): void;
+  release(socket: TopicSocket, stream: string, identifier: string): void;
+}
+
+interface Buffered {
+  readonly data: string;
+  readonly position: StreamPosition | null;
+}
+
+/** Live messages kept per held stream; past this the hold ends early (the client gets them all, unordered at worst). */
+const MAX_BUFFERED = 1000;
+
+/**
+ * One (session, identifier, stream) whose live messages are held back while its history is read, so
+ * the client gets history first, then what arrived meanwhile, each message once.
+ */
+export class Hold {
+  readonly buffer: Buffered[] = [];
+  /** Requests using this hold; it ends when the last one is done. */
+  users = 1;
+  /** Set for holds made at restore, which end on their own unless a history request takes them over. */
+  timer: NodeJS.Timeout | null = null;
+  /** Highest position the client is known to have (from history it got or positions it sent). */
+  watermark: StreamPosition | null = null;
+
+  constructor(readonly client: CatchUpClient, readonly identifier: string, readonly stream: string) {}
+
+  /** True when the client already has this message. */
+  covers(position: StreamPosition | null): boolean {
+    const w = this.watermark;
+    return position !== null && w !== null && position.epoch === w.epoch && position.offset <= w.offset;
+  }
+
+  raise(position: StreamPosition): void {
+    const w = this.watermark;
+    if (w === null || w.epoch !== position.epoch || position.offset > w.offset) this.watermark = position;
+  }
+}
+
+/**
+ * The registry of holds. The node tells it about every broadcast it delivers; while a stream has
+ * holds, their sessions' copies are buffered here instead of reaching the socket through the topic.
+ */
+export class CatchUp {
+  private readonly byStream = new Map<string, Set<Hold>>();
+  private readonly byKey = new Map<string, Hold>();
+
+  constructor(private readonly gate: TopicGate) {}
+
+  private key(client: CatchUpClient, identifier: string, stream: string): string {
+    return JSON.stringify([client.sid, identifier, stream]);
+  }
+
+  /** Holds (or joins the hold of) a stream; null when the connection is gone. */
+  hold(client: CatchUpClient, identifier: string, stream: string): Hold | null {
+    const socket = client.liveSocket;
+    if (socket === null) return null;
+    const key = this.key(client, identifier, stream);
+    const existing = this.byKey.get(key);
+    if (existing) {
+      existing.users++;
+      return existing;
+    }
+    const hold = new Hold(client, identifier, stream);
+    this.byKey.set(key, hold);
+    let set = this.byStream.get(stream);
+    if (!set) this.byStream.set(stream, (set = new Set()));
+    set.add(hold);
+    this.gate.hold(socket, stream, identifier);
+    return hold;
+  }
+
+  /** A hold made at restore ends by itself after `ms` unless a history request takes it over. */
+  expireLater(hold: Hold, ms: number): void {
+    hold.timer = setTimeout(() => {
+      hold.timer = null;
+      this.release(hold);
+    }, ms);
+    hold.timer.unref();
+  }
+
+  /** A history request takes over a restore hold: the timer goes, the request's release ends it. */
+  adopt(hold: Hold): void {
+    if (hold.timer === null) return;
+    clearTimeout(hold.timer);
+    hold.timer = null;
+    hold.users--;
+  }
+
+  get active(): boolean {
+    return this.byKey.size > 0;
+  }
+
+  /** Called for every broadcast this node delivers, before the hub sends it to the topic. */
+  onBroadcast(stream: string, data: string, position: StreamPosition | null, excludeSid: string | null): void {
+    const holds = this.byStream.get(stream);
+    if (!holds) return;
+    for (const hold of [...holds]) {
+      if (excludeSid !== null && hold.client.sid === excludeSid) continue;
+      hold.buffer.push({ data, position });
+      if (hold.buffer.length >= MAX_BUFFERED) this.end(hold);
+    }
+  }
+
+  /** One user is done; the last one sends what was buffered (minus what the client has) and reopens the topic. */
+  release(hold: Hold): void {
+    if (--hold.users > 0) return;
+    this.end(hold);
+  }
+
+  private end(hold: Hold): void {
+    const key = this.key(hold.client, hold.identifier, hold.stream);
+    if (this.byKey.get(key) !== hold) return;
+    this.byKey.delete(key);
+    const set = this.byStream.get(hold.stream);
+    set?.delete(hold);
+    if (set?.size === 0) this.byStream.delete(hold.stream);
+    if (hold.timer !== null) clearTimeout(hold.timer);
+    const socket = hold.client.liveSocket;
+    if (socket === null) return;
+    for (const entry of hold.buffer.splice(0)) {
+      if (hold.covers(entry.position)) continue;
+      hold.client.send(entry.position
+        ? positionedMessageFrame(hold.identifier, hold.stream, entry.data, entry.position)
+        : `${messageFramePrefix(hold.identifier)}${messageJsonFromData(entry.data)}}`);
+    }
+    this.gate.release(socket, hold.stream, hold.identifier);
+  }
+}
+

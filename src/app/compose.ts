@@ -105,7 +105,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   // the closure is only called once both exist.
   const pipeline = new BroadcastPipeline((pub) => node.deliver(pub), pubsub, metrics);
   const node = new Node(
-    { pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize, disconnectMode: config.disconnectMode },
+    { pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize, maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode },
     { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false) },
   );
 
@@ -190,7 +190,8 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       const deadline = Date.now() + config.shutdownTimeoutMs;
       serving = false;
       endpoint.stopAccepting();
-      node.disconnectAll();
+      // Calls in flight finish first, so their sessions' Disconnect calls are queued before the flush.
+      await node.disconnectAll(Math.max(0, deadline - Date.now()));
       await disconnectQueue.flush(Math.max(0, deadline - Date.now()));
       for (const b of broadcasters) await b.shutdown();
       if (pubsub) await pubsub.shutdown();

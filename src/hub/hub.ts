@@ -68,13 +68,22 @@ export class Hub {
     const routes = this.streams.get(stream);
     const route = routes?.get(identifier);
     if (!routes || !route) return;
-    if (socket) socket.unsubscribe(route.topic);
+    // With a live socket, only a topic it really held counts: a second unsubscribe must never take
+    // another subscriber's share of the route.
+    if (socket !== null && !socket.unsubscribe(route.topic)) return;
     route.count--;
     if (route.count > 0) return;
     routes.delete(identifier);
     if (routes.size > 0) return;
     this.streams.delete(stream);
     this.events.onStreamRemoved(stream);
+  }
+
+  /** Every route with its subscriber count (diagnostics and tests). */
+  *routes(): IterableIterator<{ readonly stream: string; readonly identifier: string; readonly subscribers: number }> {
+    for (const [stream, routes] of this.streams) {
+      for (const [identifier, route] of routes) yield { stream, identifier, subscribers: route.count };
+    }
   }
 
   /** Delivers to this node's subscribers. `exclude` is the socket of `meta.exclude_socket`, if here. */

@@ -3,7 +3,19 @@
  * Auth layers and the stream router wrap an inner controller (JWT → keys → public → router → RPC).
  * Protocol outcomes (failure, rejection) are values; only faults reject the promise.
  */
+import { CablecatError } from '../errors.js';
+
 export type Status = 'success' | 'failure' | 'error';
+
+/**
+ * A call the controller never sent because its connection closed while it waited (for an RPC slot,
+ * or between retries). The caller treats it as never made: nothing to record, nothing to unwind.
+ */
+export class CancelledError extends CablecatError {
+  constructor() {
+    super('CABLECAT_ERR_CANCELLED', 'connection closed while the call was waiting');
+  }
+}
 
 /** What the upgrade captured about the HTTP request: uWS request objects die after the callback. */
 export interface RequestInfo {

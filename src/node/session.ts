@@ -1,114 +1,359 @@
-import type { CallContext, RequestInfo } from './controller.js';
+import type { CallContext, DisconnectContext, RequestInfo } from './controller.js';
 import type { TopicSocket } from '../hub/hub.js';
+import type { Counters } from '../metrics/metrics.js';
+import type { ClientCommand } from '../protocol/decoder.js';
 
-/** What a session needs from its socket; uWS WebSocket satisfies it. */
+/** A client command that runs through the queue (ping/pong are answered on arrival). */
+export type ChannelCommand = Exclude<ClientCommand, { command: 'ping' | 'pong' }>;
+
+/**
+ * What a session needs from its connection. A uWS WebSocket satisfies it as is; another transport
+ * (SSE, a test fake) implements these few methods. Topic methods are how the hub reaches it.
+ */
 export interface SessionSocket extends TopicSocket {
   send(message: string, isBinary?: boolean): number;
+  /** Closes the connection; the transport then reports the close (synchronously for uWS). */
   end(code?: number, shortMessage?: string): void;
   getBufferedAmount(): number;
+  /** Runs `cb` with writes batched into one syscall. */
+  cork(cb: () => void): unknown;
 }
 
+/** The slice of the hub a session drives: one subscribe and one unsubscribe per (socket, stream, identifier). */
+export interface StreamIndex {
+  subscribe(socket: TopicSocket, stream: string, identifier: string): void;
+  /** `socket` is null once the connection is gone (the transport dropped its topics itself). */
+  unsubscribe(socket: TopicSocket | null, stream: string, identifier: string): void;
+}
+
+/** A call waiting its turn: authentication first, then the client's commands in arrival order. */
+export type SessionCall =
+  | { readonly kind: 'authenticate'; readonly bytes: 0 }
+  | { readonly kind: 'command'; readonly command: ChannelCommand; readonly bytes: number };
+
+/** What the node provides to every session: one shared object, so a session carries a single pointer. */
+export interface SessionHost {
+  readonly hub: StreamIndex;
+  readonly counters: Counters;
+  /** Budget for `enqueue`, bytes. */
+  readonly commandQueueBytes: number;
+  /** Runs one call to completion (the dispatcher); never rejects for protocol outcomes. */
+  run(session: Session, call: SessionCall): Promise<void>;
+  onCallError(session: Session, err: unknown): void;
+  /** connecting → open. */
+  onOpened(session: Session): void;
+  /** → closing: the transport is gone, no frame may be written from now on. */
+  onTransportClosed(session: Session, wasOpen: boolean): void;
+  /** closing → closed: the last call has finished; `disconnect` is what the app must be told (null: nothing). */
+  onClosed(session: Session, disconnect: DisconnectContext | null): void;
+}
+
+/** A confirmed subscription as others see it: only the session changes it. */
 export interface Subscription {
   /** Channel state (istate), merged from RPC responses. */
-  istate: Record<string, string>;
+  readonly istate: Readonly<Record<string, string>>;
+  /** Streams this subscription holds in the hub right now; empty once the transport is gone. */
+  readonly streams: ReadonlySet<string>;
+}
+
+interface OwnSubscription {
+  readonly istate: Record<string, string>;
   readonly streams: Set<string>;
 }
 
-export type SessionState = 'connecting' | 'connected' | 'closed';
+/**
+ * connecting: transport up, authentication queued or running.
+ * open: authenticated; commands run.
+ * closing: the transport is gone; waiting calls were dropped, the one in flight finishes and is unwound.
+ * closed: nothing left; Disconnect (if any) was handed over.
+ */
+export type SessionState = 'connecting' | 'open' | 'closing' | 'closed';
 
-/** Commands waiting behind a slow RPC call; past this the client is flooding and frames are dropped. */
-export const MAX_PENDING_COMMANDS = 256;
+export type EnqueueResult = 'queued' | 'over_budget' | 'closed';
 
-const EMPTY_SUBSCRIPTIONS: ReadonlyMap<string, Subscription> = new Map();
+const EMPTY_SUBSCRIPTIONS: ReadonlyMap<string, OwnSubscription> = new Map();
+/** Disconnect calls run after the connection is gone: nothing cancels them. */
+const NEVER_ABORTED = new AbortController().signal;
 
-/** One client connection: its identity, state and subscriptions, and an ordered command queue. */
+/**
+ * One client connection as a state machine. It owns its transitions, its subscription record and its
+ * ordered call queue, and issues every effect from a transition, so each happens exactly once:
+ * a stream enters the hub when it enters the record of an open session and leaves it when it leaves
+ * the record (or when the transport goes, which empties the record's streams in one step).
+ * The node and the dispatcher ask; they never edit its fields.
+ */
 export class Session implements CallContext {
-  socket: SessionSocket | null = null;
-  state: SessionState = 'connecting';
-  identifiers = '';
-  cstate: Record<string, string> = {};
-  /** identifier → subscription; created on the first subscribe (idle connections never need it). */
-  private subs: Map<string, Subscription> | null = null;
+  private currentState: SessionState = 'connecting';
+  private socket: SessionSocket | null = null;
+  private ids = '';
+  /** Authenticated (success from the controller), possibly after the transport went. */
+  private identified = false;
+  private readonly connectionState: Record<string, string> = {};
+  /** identifier → subscription the app confirmed; created on the first subscribe (idle connections never need it). */
+  private subs: Map<string, OwnSubscription> | null = null;
   /** Whether the app took part (RPC connect or an RPC channel), for auto disconnect mode. */
   usedRpc = false;
   /** Per-connection ping override from ?pi= (null = the shared ping). */
   readonly customPingS: number | null;
+  /** Liveness bookkeeping (owned by the liveness module). */
   nextPingAt = 0;
-  /** Subscribed to the shared ping topic. */
   onSharedPing = false;
-  /** Set when closing started on our side; the close callback finishes the cleanup. */
-  closing = false;
 
   /** Created on first use: most sessions (JWT, streams) never make an RPC call to cancel. */
   private abort: AbortController | null = null;
-  private queue: Promise<void> = Promise.resolve();
-  private pending = 0;
+  /** Calls waiting behind the running one; null while there are none (the common case). */
+  private waiting: SessionCall[] | null = null;
+  private running = false;
+  /** Bytes of commands received and not yet finished (waiting and running). */
+  private pendingBytes = 0;
 
   constructor(
     readonly sid: string,
     readonly request: RequestInfo,
     customPingS: number | null,
+    private readonly host: SessionHost,
   ) {
     this.customPingS = customPingS;
   }
 
-  subscription(identifier: string): Subscription | undefined {
-    return this.subs?.get(identifier);
+  get state(): SessionState {
+    return this.currentState;
   }
 
-  addSubscription(identifier: string, sub: Subscription): void {
-    (this.subs ??= new Map()).set(identifier, sub);
+  get identifiers(): string {
+    return this.ids;
   }
 
-  removeSubscription(identifier: string): void {
-    this.subs?.delete(identifier);
+  /** Connection state (cstate), merged from RPC responses. */
+  get cstate(): Readonly<Record<string, string>> {
+    return this.connectionState;
   }
 
-  /** identifier → subscription, in subscription order. */
-  get subscriptions(): ReadonlyMap<string, Subscription> {
-    return this.subs ?? EMPTY_SUBSCRIPTIONS;
+  /** Merges a cstate patch from the app: an empty value deletes the key (the RPC contract). */
+  patchConnectionState(patch: Readonly<Record<string, string>>): void {
+    mergeState(this.connectionState, patch);
+  }
+
+  /** Merges an istate patch into a confirmed subscription. */
+  patchChannelState(identifier: string, patch: Readonly<Record<string, string>>): void {
+    const sub = this.subs?.get(identifier);
+    if (sub !== undefined) mergeState(sub.istate, patch);
+  }
+
+  /** Frames may be written (connecting or open). */
+  get isLive(): boolean {
+    return this.socket !== null;
+  }
+
+  /** The live socket for hub exclusions and liveness checks; null once the transport is gone. */
+  get liveSocket(): SessionSocket | null {
+    return this.socket;
   }
 
   get signal(): AbortSignal {
     if (this.abort === null) {
       this.abort = new AbortController();
-      if (this.state === 'closed') this.abort.abort();
+      if (this.socket === null && this.currentState !== 'connecting') this.abort.abort();
     }
     return this.abort.signal;
   }
 
-  get isOpen(): boolean {
-    return this.socket !== null && !this.closing;
+  // ---- transitions ------------------------------------------------------------------------
+
+  /** The transport is up: authentication is the first call. */
+  attach(socket: SessionSocket): void {
+    if (this.currentState !== 'connecting' || this.socket !== null) return;
+    this.socket = socket;
+    this.enqueue({ kind: 'authenticate', bytes: 0 });
   }
 
-  /** Runs tasks one after another so a perform never overtakes its subscribe. False when the queue is full. */
-  enqueue(task: () => Promise<void>, onError: (err: unknown) => void): boolean {
-    if (this.pending >= MAX_PENDING_COMMANDS) return false;
-    this.pending++;
-    this.queue = this.queue.then(task).catch(onError).finally(() => { this.pending--; });
+  /**
+   * The controller accepted the connection. connecting → open, true; when the transport went meanwhile
+   * the identity is still recorded (the app must hear Disconnect) and the answer is false.
+   */
+  authenticated(identifiers: string): boolean {
+    this.ids = identifiers;
+    this.identified = true;
+    if (this.currentState !== 'connecting' || this.socket === null) return false;
+    this.currentState = 'open';
+    this.host.onOpened(this);
     return true;
   }
 
-  /** Sends a text frame; false when the connection is closed or closing. */
-  send(frame: string): boolean {
-    if (!this.isOpen || this.socket === null) return false;
-    this.socket.send(frame, false);
-    return true;
+  /** Server-side close: a close frame with `code`; a no-op once closing. */
+  close(code: number, reason?: string): void {
+    const socket = this.socket;
+    if (socket === null) return;
+    socket.end(code, reason);
+    // uWS reports the close synchronously from end(); another transport may not, and no frame
+    // may follow the close frame either way.
+    this.transportClosed();
   }
 
-  /** Sends a close frame with `code`. Safe to call more than once. */
-  close(code: number): void {
-    if (!this.isOpen || this.socket === null) return;
-    this.closing = true;
-    // uWS calls the close handler synchronously from end(); cleanup happens there.
-    this.socket.end(code);
-  }
-
-  /** Called from the uWS close handler: the socket must not be touched after this. */
-  markClosed(): void {
+  /**
+   * The transport is gone (connecting|open → closing). Waiting calls are dropped unsent, the hub
+   * forgets every stream once, a call in flight is cancelled if still waiting for an RPC slot.
+   */
+  transportClosed(): void {
+    if (this.socket === null) return;
+    const wasOpen = this.currentState === 'open';
     this.socket = null;
-    this.state = 'closed';
-    this.closing = true;
+    this.currentState = 'closing';
+    if (this.waiting !== null) {
+      for (const call of this.waiting) this.pendingBytes -= call.bytes;
+      this.waiting = null;
+    }
+    if (this.subs !== null) {
+      for (const [identifier, sub] of this.subs) {
+        for (const stream of sub.streams) this.host.hub.unsubscribe(null, stream, identifier);
+        sub.streams.clear();
+      }
+    }
     this.abort?.abort();
+    this.host.onTransportClosed(this, wasOpen);
+    if (!this.running) this.finish();
+  }
+
+  /** closing → closed, once the last call has finished. */
+  private finish(): void {
+    this.currentState = 'closed';
+    this.host.onClosed(this, this.identified ? this.disconnectContext() : null);
+  }
+
+  private disconnectContext(): DisconnectContext {
+    const istates: Record<string, string> = {};
+    for (const [identifier, sub] of this.ownSubscriptions) istates[identifier] = JSON.stringify(sub.istate);
+    return {
+      sid: this.sid,
+      request: this.request,
+      identifiers: this.ids,
+      cstate: { ...this.connectionState },
+      signal: NEVER_ABORTED,
+      subscriptions: [...this.subscriptions.keys()],
+      istates,
+    };
+  }
+
+  // ---- the call queue ---------------------------------------------------------------------
+
+  /**
+   * Queues a call behind the running one, so a perform never overtakes its subscribe and Disconnect
+   * comes after everything. Over the byte budget the caller closes the connection; one command is
+   * always accepted so a single max-size frame fits whatever the budget.
+   */
+  enqueue(call: SessionCall): EnqueueResult {
+    if (this.socket === null) return 'closed';
+    if (this.pendingBytes > 0 && this.pendingBytes + call.bytes > this.host.commandQueueBytes) return 'over_budget';
+    this.pendingBytes += call.bytes;
+    if (this.running) (this.waiting ??= []).push(call);
+    else this.start(call);
+    return 'queued';
+  }
+
+  private start(call: SessionCall): void {
+    this.running = true;
+    this.host.run(this, call).catch((err: unknown) => this.host.onCallError(this, err)).finally(() => this.done(call));
+  }
+
+  private done(call: SessionCall): void {
+    this.running = false;
+    this.pendingBytes -= call.bytes;
+    const next = this.waiting?.shift();
+    if (this.waiting !== null && this.waiting.length === 0) this.waiting = null;
+    if (next !== undefined) this.start(next);
+    else if (this.currentState === 'closing') this.finish();
+  }
+
+  // ---- subscriptions ----------------------------------------------------------------------
+
+  subscription(identifier: string): Subscription | undefined {
+    return this.subs?.get(identifier);
+  }
+
+  /** identifier → subscription, in subscription order. */
+  get subscriptions(): ReadonlyMap<string, Subscription> {
+    return this.ownSubscriptions;
+  }
+
+  private get ownSubscriptions(): ReadonlyMap<string, OwnSubscription> {
+    return this.subs ?? EMPTY_SUBSCRIPTIONS;
+  }
+
+  /**
+   * Records a subscription the app confirmed. Also while closing: the subscribe was already sent,
+   * so Disconnect must list it for the app to run its unsubscribe callback.
+   */
+  confirmSubscription(identifier: string): boolean {
+    if (this.currentState !== 'open' && this.currentState !== 'closing') return false;
+    const subs = (this.subs ??= new Map());
+    if (!subs.has(identifier)) subs.set(identifier, { istate: {}, streams: new Set() });
+    return true;
+  }
+
+  /** Starts streams for a confirmed subscription; only a live, open session enters the hub. */
+  startStreams(identifier: string, streams: readonly string[]): void {
+    const sub = this.subs?.get(identifier);
+    const socket = this.socket;
+    if (sub === undefined || socket === null || this.currentState !== 'open') return;
+    for (const stream of streams) {
+      if (sub.streams.has(stream)) continue;
+      sub.streams.add(stream);
+      this.host.hub.subscribe(socket, stream, identifier);
+    }
+  }
+
+  /** Stops the given streams (all of them when `streams` is null); each leaves the hub exactly once. */
+  stopStreams(identifier: string, streams: readonly string[] | null): void {
+    const sub = this.subs?.get(identifier);
+    if (sub === undefined) return;
+    for (const stream of streams ?? [...sub.streams]) {
+      if (!sub.streams.delete(stream)) continue;
+      this.host.hub.unsubscribe(this.socket, stream, identifier);
+    }
+  }
+
+  /** The app ran unsubscribe (or the client left the channel): streams and state go. */
+  removeSubscription(identifier: string): void {
+    this.stopStreams(identifier, null);
+    this.subs?.delete(identifier);
+  }
+
+  // ---- writes -----------------------------------------------------------------------------
+
+  /** Sends a text frame; false (and nothing written) once the transport is gone. */
+  send(frame: string): boolean {
+    const socket = this.socket;
+    if (socket === null) return false;
+    socket.send(frame, false);
+    const counters = this.host.counters;
+    counters.server_msg_total++;
+    counters.data_sent_total += Buffer.byteLength(frame);
+    return true;
+  }
+
+  sendAll(frames: readonly string[]): void {
+    for (const frame of frames) this.send(frame);
+  }
+
+  /** Runs `writes` corked: after an await we are outside any uWS callback, and each send would be a syscall. */
+  cork(writes: () => void): void {
+    const socket = this.socket;
+    if (socket === null) writes();
+    else socket.cork(writes);
+  }
+
+  /** A last frame (a disconnect reason), then the close, in one write. */
+  closeWith(code: number, frame: string, reason?: string): void {
+    this.cork(() => {
+      this.send(frame);
+      this.close(code, reason);
+    });
+  }
+}
+
+function mergeState(target: Record<string, string>, patch: Readonly<Record<string, string>>): void {
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === '') delete target[key];
+    else target[key] = value;
   }
 }

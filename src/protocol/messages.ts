@@ -10,6 +10,9 @@ export const CLOSE_NORMAL = 1000;
 export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_INTERNAL_ERROR = 1011;
+/** Commands waiting for RPC went over --max_command_queue_size: the server is behind, come back later. */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+export const COMMAND_QUEUE_FULL_REASON = 'Command queue full';
 
 export type DisconnectReason = 'server_restart' | 'remote' | 'unauthorized' | 'token_expired' | 'too_slow' | 'no_pong';
 

@@ -25,7 +25,15 @@ function toStatus(status: RpcStatus): Status {
   return status === STATUS_SUCCESS ? 'success' : status === STATUS_FAILURE ? 'failure' : 'error';
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Waits `ms`, or less when `signal` aborts: a closed connection must not hold its slot through a backoff. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const onAbort = (): void => { clearTimeout(timer); resolve(); };
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /** The app's side of the controller chain: Connect/Command/Disconnect over gRPC or HTTP. */
 export class RpcController implements Controller {
@@ -81,7 +89,12 @@ export class RpcController implements Controller {
             const delay = base * 2 ** attempt;
             if (Date.now() + delay < deadline) {
               counters.rpc_retries_total++;
-              await sleep(delay);
+              await sleep(delay, ctx.signal);
+              if (ctx.signal.aborted) {
+                // The retry is never sent: the caller treats it like a call dropped while waiting.
+                counters.rpc_canceled_total++;
+                throw new CancelledError();
+              }
               continue;
             }
           }

@@ -1,49 +1,71 @@
-import { CablecatError } from '../errors.js';
+import { CancelledError } from '../node/controller.js';
 
-export class CancelledError extends CablecatError {
-  constructor() {
-    super('CABLECAT_ERR_CANCELLED', 'connection closed while the call was waiting');
-  }
+export { CancelledError };
+
+/** A caller waiting for a slot, linked in arrival order so both ends and removal are O(1). */
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+  readonly signal: AbortSignal;
+  readonly onAbort: () => void;
+  prev: Waiter | null;
+  next: Waiter | null;
 }
 
 /** Caps calls in flight; waiters whose connection closed are dropped instead of run. */
 export class Semaphore {
   private active = 0;
-  private readonly waiters: Array<{ resolve: () => void; reject: (e: Error) => void; signal: AbortSignal; onAbort: () => void }> = [];
+  private head: Waiter | null = null;
+  private tail: Waiter | null = null;
+  private waiting = 0;
 
   constructor(private readonly capacity: number) {}
 
   get pending(): number {
-    return this.waiters.length;
+    return this.waiting;
   }
 
-  async acquire(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) throw new CancelledError();
+  acquire(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(new CancelledError());
     if (this.active < this.capacity) {
       this.active++;
-      return;
+      return Promise.resolve();
     }
-    await new Promise<void>((resolve, reject) => {
-      const waiter = {
-        resolve, reject, signal,
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve, reject, signal, prev: this.tail, next: null,
         onAbort: () => {
-          const idx = this.waiters.indexOf(waiter);
-          if (idx !== -1) this.waiters.splice(idx, 1);
+          this.unlink(waiter);
           reject(new CancelledError());
         },
       };
+      if (this.tail) this.tail.next = waiter;
+      else this.head = waiter;
+      this.tail = waiter;
+      this.waiting++;
       signal.addEventListener('abort', waiter.onAbort, { once: true });
-      this.waiters.push(waiter);
     });
   }
 
   release(): void {
-    const next = this.waiters.shift();
+    const next = this.head;
     if (next) {
+      this.unlink(next);
       next.signal.removeEventListener('abort', next.onAbort);
       next.resolve(); // the slot passes straight to the waiter
     } else {
       this.active--;
     }
+  }
+
+  private unlink(waiter: Waiter): void {
+    if (waiter.prev) waiter.prev.next = waiter.next;
+    else if (this.head === waiter) this.head = waiter.next;
+    else return; // already unlinked
+    if (waiter.next) waiter.next.prev = waiter.prev;
+    else this.tail = waiter.prev;
+    waiter.prev = null;
+    waiter.next = null;
+    this.waiting--;
   }
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { Logger } from '../logging/logger.js';
 import type { Node } from '../node/node.js';
-import { Session } from '../node/session.js';
+import type { Session } from '../node/session.js';
 import { Reply } from './http-io.js';
 import { VERSION } from '../version.js';
 import { captureUpgrade, originAllowed, type UpgradeOptions } from './request-info.js';
@@ -99,7 +99,7 @@ export class WsEndpoint {
     }
     // A literal, not a spread: V8 gave each spread copy a map of its own (~200 bytes per connection).
     const { url, headers, token } = captured.info;
-    const session = new Session(randomUUID(), { url, headers, token, keyUserId }, captured.pingOverride);
+    const session = this.node.createSession(randomUUID(), { url, headers, token, keyUserId }, captured.pingOverride);
     res.cork(() => {
       res.writeStatus('101 Switching Protocols');
       res.writeHeader('X-AnyCable-Version', VERSION);
@@ -109,9 +109,7 @@ export class WsEndpoint {
   }
 
   private open(ws: WebSocket<UserData>): void {
-    const session = ws.getUserData().session;
-    session.socket = ws;
-    this.node.onOpen(session);
+    this.node.onOpen(ws.getUserData().session, ws);
   }
 }
 

@@ -36,6 +36,11 @@ export class RpcApp {
   /** The host the server under test is reached at; the request_url handler checks it. */
   expectedHost = '';
   disconnectDelayMs = 0;
+  /** Calls in the order their answers were sent. */
+  readonly answered: Call[] = [];
+  /** Awaited before a call is answered: lets a test hold one call while others go on. */
+  gate: (call: Call) => Promise<void> = async () => undefined;
+  private callWaiters: Array<{ match: (call: Call) => boolean; resolve: (call: Call) => void }> = [];
   private grpcServer: grpc.Server | null = null;
   private httpServer: HttpServer | null = null;
   port = 0;
@@ -154,11 +159,24 @@ export class RpcApp {
   }
 
   private async handle(method: Call['method'], request: unknown, sid: string, protov: string): Promise<unknown> {
-    this.calls.push({ method, request: request as Call['request'], sid, protov });
+    const call: Call = { method, request: request as Call['request'], sid, protov };
+    this.calls.push(call);
+    this.callWaiters = this.callWaiters.filter((w) => (w.match(call) ? (w.resolve(call), false) : true));
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
-    if (method === 'Connect') return this.connect(request as ConnectionRequest, sid);
-    if (method === 'Command') return this.command(request as CommandMessage);
-    return this.disconnect(request as DisconnectRequest);
+    await this.gate(call);
+    let out: unknown;
+    if (method === 'Connect') out = this.connect(request as ConnectionRequest, sid);
+    else if (method === 'Command') out = await this.command(request as CommandMessage);
+    else out = await this.disconnect(request as DisconnectRequest);
+    this.answered.push(call);
+    return out;
+  }
+
+  /** Resolves with the first call (already made or coming) that matches. */
+  waitForCall(match: (call: Call) => boolean): Promise<Call> {
+    const seen = this.calls.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.callWaiters.push({ match, resolve }));
   }
 
   /** Serves the app over real gRPC on `port` (0 = a free one). */

@@ -1,0 +1,172 @@
+import type { Logger } from '../logging/logger.js';
+import { compact } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Publication } from '../broadcast/message.js';
+import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, rejectFrame } from '../protocol/messages.js';
+import { WHISPER_STATE_KEY } from '../streams/streams-controller.js';
+import { errorMessage } from '../errors.js';
+import { CancelledError, commandResult, type CommandResult, type Controller } from './controller.js';
+import type { ChannelCommand, Session, SessionCall } from './session.js';
+
+export interface DispatcherDeps {
+  readonly controller: Controller;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Where whispers go: the same path as app broadcasts, so they reach every node. */
+  readonly publish: (pub: Publication) => void;
+}
+
+/**
+ * Runs a session's calls against the controller chain and applies the answers through the session,
+ * in anycable-go's order. Whatever state the session is in when an answer arrives, the session
+ * decides what still applies (a closing session records a confirmed subscription but enters no stream).
+ */
+export class Dispatcher {
+  private readonly log: Logger;
+
+  constructor(private readonly deps: DispatcherDeps) {
+    this.log = deps.logger.child({ component: 'node' });
+  }
+
+  run(session: Session, call: SessionCall): Promise<void> {
+    if (call.kind === 'authenticate') return this.authenticate(session);
+    return this.command(session, call.command);
+  }
+
+  /** Counts and (at debug) logs a client frame that is ignored. */
+  dropFrame(session: Session, why: string): void {
+    this.deps.metrics.counters.failed_client_msg_total++;
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, why }, 'client frame dropped');
+  }
+
+  private async authenticate(session: Session): Promise<void> {
+    let result;
+    try {
+      result = await this.deps.controller.authenticate(session);
+    } catch (err) {
+      if (!(err instanceof CancelledError)) this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'authentication error');
+      session.close(CLOSE_INTERNAL_ERROR);
+      return;
+    }
+    if (result.usedRpc) session.usedRpc = true;
+    if (result.cstate) session.patchConnectionState(result.cstate);
+    if (result.status === 'success') {
+      session.cork(() => {
+        // False when the client left meanwhile: the identity is kept so the app hears Disconnect.
+        if (!session.authenticated(result.identifiers)) return;
+        session.sendAll(result.transmissions);
+        if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, identifiers: compact(result.identifiers) }, 'connected');
+      });
+      return;
+    }
+    if (!session.isLive) return;
+    if (result.status === 'error') {
+      this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'authentication error');
+      session.close(CLOSE_INTERNAL_ERROR);
+      return;
+    }
+    this.deps.metrics.counters.failed_auths_total++;
+    this.log.info({ sid: session.sid, reason: result.reason ?? 'rejected by the app' }, 'authentication failed');
+    session.cork(() => {
+      session.sendAll(result.transmissions);
+      session.close(CLOSE_NORMAL);
+    });
+  }
+
+  private async command(session: Session, command: ChannelCommand): Promise<void> {
+    // Queued behind a Connect that failed, or behind the close: nothing to do.
+    if (session.state !== 'open') return;
+    const identifier = command.identifier;
+    switch (command.command) {
+      case 'subscribe':
+        return this.subscribe(session, identifier);
+      case 'unsubscribe':
+        return this.unsubscribe(session, identifier);
+      case 'message':
+        return this.perform(session, identifier, command.data);
+      case 'whisper': {
+        const sub = session.subscription(identifier);
+        if (!sub) return this.dropFrame(session, 'unknown subscription');
+        const stream = sub.istate[WHISPER_STATE_KEY];
+        if (!stream) return this.dropFrame(session, 'whisper is not enabled for this subscription');
+        this.deps.publish({ kind: 'broadcast', stream, data: JSON.stringify(command.data ?? null), excludeSocket: session.sid });
+        return;
+      }
+    }
+  }
+
+  private async subscribe(session: Session, identifier: string): Promise<void> {
+    if (session.subscription(identifier)) return this.dropFrame(session, 'already subscribed');
+    let result: CommandResult;
+    try {
+      result = await this.deps.controller.subscribe(session, identifier, {});
+    } catch (err) {
+      // Never sent (the client left while it waited for a slot): nothing to record or unwind.
+      if (err instanceof CancelledError) return;
+      result = commandResult('error', { errorMsg: errorMessage(err) });
+    }
+    if (result.status === 'error') {
+      // anycable-go sends nothing here and the client hangs; a reject lets it move on.
+      this.log.warn({ sid: session.sid, identifier: compact(identifier), err: result.errorMsg ?? '' }, 'subscribe error');
+      session.cork(() => session.send(rejectFrame(identifier)));
+      return;
+    }
+    if (result.usedRpc) session.usedRpc = true;
+    session.cork(() => {
+      const confirmed = result.status === 'success' && session.confirmSubscription(identifier);
+      this.apply(session, identifier, confirmed, result);
+    });
+  }
+
+  private async unsubscribe(session: Session, identifier: string): Promise<void> {
+    const sub = session.subscription(identifier);
+    if (!sub) return this.dropFrame(session, 'unknown subscription');
+    let result: CommandResult | null = null;
+    try {
+      result = await this.deps.controller.unsubscribe(session, identifier, sub.istate);
+    } catch (err) {
+      // Never sent: the subscription stays recorded, so Disconnect lists it and the app cleans up there.
+      if (err instanceof CancelledError) return;
+      this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'unsubscribe error');
+    }
+    session.cork(() => {
+      // Whatever the app said, the client is gone from this channel: its streams and state go.
+      session.removeSubscription(identifier);
+      if (result && result.status !== 'error') this.apply(session, identifier, false, result);
+    });
+  }
+
+  private async perform(session: Session, identifier: string, data: string): Promise<void> {
+    const sub = session.subscription(identifier);
+    if (!sub) return this.dropFrame(session, 'unknown subscription');
+    let result: CommandResult;
+    try {
+      result = await this.deps.controller.perform(session, identifier, data, sub.istate);
+    } catch (err) {
+      if (!(err instanceof CancelledError)) this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'perform error');
+      return;
+    }
+    if (result.status === 'error') {
+      this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'perform error');
+      return;
+    }
+    session.cork(() => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
+  }
+
+  /**
+   * Applies a command result in anycable-go's order: stop streams, start streams, channel state,
+   * connection state, transmissions, disconnect. `channel` says whether the result may touch the
+   * subscription (a confirmed one); the session ignores stream changes once the transport is gone.
+   */
+  private apply(session: Session, identifier: string, channel: boolean, result: CommandResult): void {
+    if (channel && result.status === 'success') {
+      if (result.stopStreams) session.stopStreams(identifier, null);
+      else if (result.stoppedStreams.length > 0) session.stopStreams(identifier, result.stoppedStreams);
+      if (result.streams.length > 0) session.startStreams(identifier, result.streams);
+      if (result.istate) session.patchChannelState(identifier, result.istate);
+    }
+    if (result.cstate) session.patchConnectionState(result.cstate);
+    session.sendAll(result.transmissions);
+    if (result.disconnect) session.close(CLOSE_NORMAL);
+  }
+}

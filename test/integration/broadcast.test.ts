@@ -267,7 +267,9 @@ for (const kind of ['redis', 'nats'] as const) {
       const node1 = await startServer(common);
       const node2 = await startServer(common);
       try {
-        const token = await signToken(TEST_SECRET, { ext: '{"user_id":"multi"}' }, { expiresIn: 300 });
+        // Unique: every test run on this machine shares the brokers' remote-command channel.
+        const user = JSON.stringify({ user_id: `multi-${kind}-${process.pid}-${Date.now()}` });
+        const token = await signToken(TEST_SECRET, { ext: user }, { expiresIn: 300 });
         const stream = `multi-${kind}-${process.pid}`;
         const a = await subscriber(node1, stream, token);
         const b = await subscriber(node2, stream, token);
@@ -286,7 +288,7 @@ for (const kind of ['redis', 'nats'] as const) {
         assert.deepEqual(await a.client.next(), { identifier: a.id, message: 'after-cut' });
         assert.deepEqual(await b.client.next(), { identifier: b.id, message: 'after-cut' });
 
-        await broadcast(node1.http, { command: 'disconnect', payload: { identifier: '{"user_id":"multi"}', reconnect: false } }, BROADCAST_KEY);
+        await broadcast(node1.http, { command: 'disconnect', payload: { identifier: user, reconnect: false } }, BROADCAST_KEY);
         for (const s of [a, b]) {
           assert.deepEqual(await s.client.next(), { type: 'disconnect', reason: 'remote', reconnect: false });
           assert.equal((await s.client.closed).code, 1000);

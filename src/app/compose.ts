@@ -63,7 +63,7 @@ function buildController(config: Config, metrics: Metrics, logger: Logger): Cont
       commandTimeoutMs: config.rpcCommandTimeoutMs,
       requestTimeoutMs: config.rpcRequestTimeoutMs,
     }, metrics, logger);
-  const streams = new StreamsController(config, rpc);
+  const streams = new StreamsController(config, rpc, logger);
   const identifiers: Identifier[] = [];
   const verifier = new JwtVerifier(config.jwtSecrets);
   if (verifier.enabled) identifiers.push(new JwtIdentifier(verifier, config.enforceJwt));

@@ -69,12 +69,9 @@ async function main(argv: readonly string[]): Promise<void> {
   const config = verdict.config;
   const { createLogger } = await import('../logging/logger.js');
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
-  for (const warning of verdict.warnings) logger.warn(warning);
+  for (const warning of [...request.warnings, ...verdict.warnings]) logger.warn(warning);
   if (verdict.kind === 'generated') {
-    const { mintToken } = await import('../auth/jwt.js');
-    const token = await mintToken(config.jwtSecrets[0] ?? '', JSON.stringify({ user_id: 'test' }), 24 * 3600);
     logger.warn('!!! NO SECRET SET: generated a random one for this run only. Set ANYCABLE_SECRET before going to production !!!');
-    process.stdout.write(`\nA token for a test user (valid 24 h): ${token}\nConnect with: ws://${config.host}:${config.port}${config.paths[0] ?? '/cable'}?${config.jwtParam}=${token}\n\n`);
   }
 
   let cablecat;
@@ -103,6 +100,10 @@ async function main(argv: readonly string[]): Promise<void> {
     pubsub: config.pubsub,
     rpc: config.norpc ? 'disabled' : redactUrl(config.rpcHost),
   }, 'cablecat started');
+  if (verdict.kind === 'generated') {
+    const { quickStartText, quickStartValues } = await import('./quick-start.js');
+    process.stdout.write(quickStartText(await quickStartValues(config, { main: cablecat.port, api: cablecat.apiPort }), config.jwtParam));
+  }
 
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {

@@ -78,7 +78,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'history_limit', kind: 'int', default: '100', group: 'broker', help: 'Messages kept per stream', min: 1 },
   { name: 'history_ttl', kind: 'int', default: '300', group: 'broker', help: 'Seconds a message stays in history', min: 1 },
   { name: 'sessions_ttl', kind: 'int', default: '300', group: 'broker', help: 'Seconds a session can be restored after its last change (0 = no restore)', min: 0 },
-  { name: 'presets', kind: 'list', default: '', values: ['broker'], group: 'broker', help: 'Configuration presets (broker: memory broker, or redis/nats when their URL is set)' },
+  { name: 'presets', kind: 'list', default: '', values: ['broker', 'fly', 'heroku', 'none'], group: 'broker', help: 'Configuration presets (broker: memory broker, or redis/nats when their URL is set; fly, heroku: listen on 0.0.0.0, detected from their env; none: no detection)' },
   { name: 'pong_timeout', kind: 'int', default: '0', group: 'broker', help: 'Seconds without any frame from an ext-json client before a no_pong disconnect (0 = off)', min: 0 },
   // streams
   { name: 'public_streams', kind: 'bool', default: 'false', group: 'streams', help: 'Allow unsigned $pubsub stream names' },

@@ -3,11 +3,15 @@ import { deriveKey } from '../auth/keys.js';
 import { FLAGS, envNameFor, type FlagSpec } from './flags.js';
 import type { BroadcastAdapterKind, BrokerSetting, Config, DisconnectMode, LogLevel, PubsubKind } from './config.js';
 import { presetDefaults } from './presets.js';
+import { translateCompat } from './compat.js';
+import { platformPresetDefaults, presetNames } from './platform-presets.js';
 
 export interface CliRequest {
   readonly config: Config;
   readonly help: boolean;
   readonly printConfig: boolean;
+  /** To log at start: deprecated anycable-go names read, options ignored, unknown ANYCABLE_* env vars, presets applied. */
+  readonly warnings: readonly string[];
 }
 
 const FLAG_BY_NAME = new Map(FLAGS.map((f) => [f.name, f]));
@@ -105,8 +109,9 @@ function parseTags(items: readonly string[], problems: string[]): Record<string,
 }
 
 /** Defaults < env < flags. Throws ConfigError listing every problem. */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CliRequest {
+export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv): CliRequest {
   const problems: string[] = [];
+  const { argv, env, warnings } = translateCompat(rawArgv, rawEnv);
   const { values, help, printConfig } = parseArgv(argv, problems);
   const given = new Map<string, string>();
   for (const spec of FLAGS) {
@@ -114,7 +119,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
     if (value !== undefined) given.set(spec.name, value);
   }
   // Presets change defaults only: what the user set explicitly still wins.
-  const presets = presetDefaults(list(given.get('presets') ?? ''), given);
+  const chosenPresets = presetNames(given.get('presets'), env);
+  const presets = new Map([...platformPresetDefaults(chosenPresets, given, env), ...presetDefaults(chosenPresets, given)]);
   const v = new Map<string, Typed>();
   for (const spec of FLAGS) v.set(spec.name, typedValue(spec, given.get(spec.name) ?? presets.get(spec.name) ?? spec.default, problems));
 
@@ -226,7 +232,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cli
     metricsLog: bool('metrics_log'),
     metricsRotateIntervalS: int('metrics_rotate_interval'),
   };
-  return { config: deepFreeze(config), help, printConfig };
+  const presetNote = chosenPresets.filter((p) => p !== 'none');
+  const notes = presetNote.length > 0 && given.get('presets') === undefined ? [`presets detected from the environment: ${presetNote.join(', ')} (--presets=none turns them off)`] : [];
+  return { config: deepFreeze(config), help, printConfig, warnings: [...warnings, ...notes] };
 }
 
 /** A copy of the config with a new secret, derived keys recomputed where they were derived. */

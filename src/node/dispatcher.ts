@@ -112,6 +112,7 @@ export class Dispatcher {
       return;
     }
     if (result.usedRpc) session.usedRpc = true;
+    if (result.status === 'failure' && result.usedRpc) this.log.info({ sid: session.sid, identifier: compact(identifier) }, 'subscription rejected by the app (RPC)');
     session.cork(() => {
       const confirmed = result.status === 'success' && session.confirmSubscription(identifier);
       this.apply(session, identifier, confirmed, result);

@@ -1,6 +1,7 @@
 import { confirmFrame, rejectFrame } from '../protocol/messages.js';
 import { commandResult, type CallContext, type CommandResult, type ConnectResult, type Controller, type DisconnectContext } from '../node/controller.js';
 import { verifyStreamName } from './verifier.js';
+import type { Logger } from '../logging/logger.js';
 
 export const PUBSUB_CHANNEL = '$pubsub';
 export const TURBO_CHANNEL = 'Turbo::StreamsChannel';
@@ -15,14 +16,26 @@ export interface StreamsOptions {
   readonly turboStreamsSecret: string;
 }
 
-type StreamRoute = { readonly kind: 'stream'; readonly stream: string | null; readonly whisper: boolean } | { readonly kind: 'pass' };
+type StreamRoute =
+  | { readonly kind: 'stream'; readonly stream: string; readonly whisper: boolean }
+  /** `why` is logged at info: a rejected subscription is the first thing a new user meets. */
+  | { readonly kind: 'reject'; readonly why: string }
+  | { readonly kind: 'pass' };
+
+function verified(stream: string | null, whisper: boolean, why: string): StreamRoute {
+  return stream === null ? { kind: 'reject', why } : { kind: 'stream', stream, whisper };
+}
 
 /**
  * Serves `$pubsub` (public and signed) and Turbo Streams subscriptions in the server, with no RPC;
  * every other channel goes to the inner controller.
  */
 export class StreamsController implements Controller {
-  constructor(private readonly opts: StreamsOptions, private readonly inner: Controller) {}
+  private readonly log: Logger | null;
+
+  constructor(private readonly opts: StreamsOptions, private readonly inner: Controller, logger?: Logger) {
+    this.log = logger?.child({ component: 'streams' }) ?? null;
+  }
 
   private route(identifier: string): StreamRoute {
     // Cheap substring test first: most identifiers are app channels and need no parse here.
@@ -36,13 +49,19 @@ export class StreamsController implements Controller {
     if (typeof parsed !== 'object' || parsed === null) return { kind: 'pass' };
     const { channel, stream_name: streamName, signed_stream_name: signedName } = parsed as Record<string, unknown>;
     if (channel === PUBSUB_CHANNEL) {
-      if (typeof streamName === 'string') return { kind: 'stream', stream: this.opts.publicStreams ? streamName : null, whisper: true };
-      if (typeof signedName === 'string') return { kind: 'stream', stream: verifyStreamName(this.opts.streamsSecret, signedName), whisper: this.opts.streamsWhisper };
-      return { kind: 'stream', stream: null, whisper: false };
+      if (typeof streamName === 'string') {
+        return verified(this.opts.publicStreams ? streamName : null, true,
+          'public streams are off: subscribe with a signed_stream_name, or start with --public_streams');
+      }
+      if (typeof signedName === 'string') {
+        return verified(verifyStreamName(this.opts.streamsSecret, signedName), this.opts.streamsWhisper,
+          'invalid signed_stream_name: not signed with this server\'s --streams_secret (or --secret)');
+      }
+      return { kind: 'reject', why: 'neither stream_name nor signed_stream_name is a string' };
     }
     if (channel === TURBO_CHANNEL && this.opts.turboStreams) {
       const stream = typeof signedName === 'string' ? verifyStreamName(this.opts.turboStreamsSecret, signedName) : null;
-      return { kind: 'stream', stream, whisper: false };
+      return verified(stream, false, 'invalid Turbo signed_stream_name: not signed with --turbo_streams_secret (or the streams secret)');
     }
     return { kind: 'pass' };
   }
@@ -54,7 +73,10 @@ export class StreamsController implements Controller {
   async subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> {
     const route = this.route(identifier);
     if (route.kind === 'pass') return this.inner.subscribe(ctx, identifier, istate);
-    if (route.stream === null) return commandResult('failure', { transmissions: [rejectFrame(identifier)] });
+    if (route.kind === 'reject') {
+      this.log?.info({ sid: ctx.sid, identifier, reason: route.why }, 'subscription rejected');
+      return commandResult('failure', { transmissions: [rejectFrame(identifier)] });
+    }
     return commandResult('success', {
       transmissions: [confirmFrame(identifier)],
       streams: [route.stream],

@@ -222,13 +222,13 @@ describe('the CLI', () => {
     try {
       for (let i = 0; i < 50 && !out.includes('cablecat started'); i++) await sleep(100);
       assert.match(out, /NO SECRET SET/);
-      assert.match(out, /A token for a test user/);
+      assert.match(out, /Client token \(identifiers/);
       const started = out.split('\n').find((l) => l.includes('cablecat started'));
       assert.ok(started);
       const line = JSON.parse(started) as { address: string; auth: string[]; broadcast: string[]; rpc: string; version: string };
       assert.deepEqual(line.auth, ['jwt']);
       assert.equal(line.rpc, 'disabled');
-      const token = /token for a test user \(valid 24 h\): (\S+)/.exec(out)?.[1] ?? '';
+      const token = /Client token \(identifiers \{"user_id":"test"\}, valid 24 h\): (\S+)/.exec(out)?.[1] ?? '';
       const client = await RawClient.connect(`${line.address.replace('http', 'ws')}/cable?jid=${token}`);
       assert.equal(((await client.next()) as { type: string }).type, 'welcome');
       child.kill('SIGTERM');

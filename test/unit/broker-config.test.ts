@@ -44,7 +44,7 @@ describe('broker configuration', () => {
   });
 
   test('invalid values and fan-out adapters with a shared broker are reported together', () => {
-    assert.throws(() => loadConfig(['--broker=kafka', '--history_limit=0', '--sessions_ttl=-1', '--presets=fly'], {}), (err: unknown) => {
+    assert.throws(() => loadConfig(['--broker=kafka', '--history_limit=0', '--sessions_ttl=-1', '--presets=kubernetes'], {}), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
       assert.equal(err.problems.length, 4, err.problems.join('\n'));
       return true;

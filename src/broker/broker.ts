@@ -51,12 +51,16 @@ export interface SessionStore {
   fetch(sid: string): Promise<string | null>;
 }
 
+import type { PresenceStore } from '../presence/presence-store.js';
+
 export type BrokerKind = 'memory' | 'redis' | 'nats';
 
 export interface Broker {
   readonly kind: BrokerKind;
   readonly history: HistoryStore;
   readonly sessions: SessionStore;
+  /** Who is on each stream (src/presence). */
+  readonly presence: PresenceStore;
   /** Never blocks on an unreachable backend: connections come up in the background. */
   start(): Promise<void>;
   shutdown(): Promise<void>;
@@ -71,6 +75,8 @@ export interface BrokerOptions {
   readonly historyTtlS: number;
   /** Seconds a session snapshot lives after its last commit (0 = sessions are not kept). */
   readonly sessionsTtlS: number;
+  /** Seconds a presence outlives its session's last sign of life (default 15). */
+  readonly presenceTtlS?: number;
 }
 
 /** A stream store's metadata lives this many history TTLs after its last message, so offsets continue. */

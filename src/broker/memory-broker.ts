@@ -1,6 +1,8 @@
 import type { Broker, BrokerOptions, HistoryEntry, HistoryRead, HistoryStore, SessionStore, StreamPosition } from './broker.js';
 import { STREAM_META_TTL_FACTOR } from './broker.js';
 import { newEpoch } from './epoch.js';
+import { MemoryPresence } from '../presence/memory-presence.js';
+import { DEFAULT_PRESENCE_TTL_S } from '../presence/presence-store.js';
 
 /** How often expired messages, streams and sessions are dropped. */
 const SWEEP_INTERVAL_MS = 1000;
@@ -133,11 +135,13 @@ export class MemoryBroker implements Broker {
   readonly kind = 'memory';
   readonly history: MemoryHistory;
   readonly sessions: MemorySessions;
+  readonly presence: MemoryPresence;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(opts: BrokerOptions, now: () => number = Date.now) {
     this.history = new MemoryHistory(opts, now);
     this.sessions = new MemorySessions(opts.sessionsTtlS, now);
+    this.presence = new MemoryPresence(opts.presenceTtlS ?? DEFAULT_PRESENCE_TTL_S, now);
   }
 
   async start(): Promise<void> {

@@ -6,6 +6,8 @@ import {
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { NatsLink, streamSubject } from './nats-connection.js';
+import { NatsPresence } from '../presence/nats-presence.js';
+import { DEFAULT_PRESENCE_TTL_S } from '../presence/presence-store.js';
 import type { Broker, BrokerOptions, HistoryEntry, HistoryRead, HistoryStore, SessionStore, StreamPosition } from './broker.js';
 
 /** Requests to JetStream give up after this; the caller then answers without history. */
@@ -19,12 +21,15 @@ export interface NatsBrokerNames {
   readonly subjectPrefix: string;
   /** KV bucket of session snapshots. */
   readonly sessionsBucket: string;
+  /** KV bucket of presence records. */
+  readonly presenceBucket: string;
 }
 
 export const NATS_BROKER_NAMES: NatsBrokerNames = {
   historyStream: 'CABLECAT_HISTORY',
   subjectPrefix: 'cablecat.history',
   sessionsBucket: 'cablecat_sessions',
+  presenceBucket: 'cablecat_presence',
 };
 
 type DirectQuery = { seq: number } | { last_by_subj: string } | { seq: number; next_by_subj: string };
@@ -218,6 +223,7 @@ export class NatsBroker implements Broker {
   readonly kind = 'nats';
   readonly history: NatsHistory;
   readonly sessions: NatsSessions;
+  readonly presence: NatsPresence;
   private readonly link: NatsLink;
   private readonly log: Logger;
   private attached = false;
@@ -227,6 +233,7 @@ export class NatsBroker implements Broker {
     this.link = new NatsLink(servers, 'broker', metrics, this.log);
     this.history = new NatsHistory(names, opts, this.log);
     this.sessions = new NatsSessions(names.sessionsBucket, opts.sessionsTtlS);
+    this.presence = new NatsPresence(names.presenceBucket, opts.presenceTtlS ?? DEFAULT_PRESENCE_TTL_S);
   }
 
   async start(): Promise<void> {
@@ -240,6 +247,7 @@ export class NatsBroker implements Broker {
       try {
         await this.history.attach(connection);
         await this.sessions.attach(connection);
+        await this.presence.attach(connection);
         this.attached = true;
         return;
       } catch (err) {

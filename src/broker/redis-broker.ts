@@ -5,6 +5,8 @@ import { connectRedis } from './redis-connection.js';
 import type { Broker, BrokerOptions, HistoryEntry, HistoryRead, HistoryStore, SessionStore, StreamPosition } from './broker.js';
 import { STREAM_META_TTL_FACTOR } from './broker.js';
 import { newEpoch } from './epoch.js';
+import { RedisPresence } from '../presence/redis-presence.js';
+import { DEFAULT_PRESENCE_TTL_S } from '../presence/presence-store.js';
 
 /** Reads give up after this, so a client waiting for history or a restore is not held by a dead Redis. */
 const READ_TIMEOUT_MS = 3000;
@@ -152,6 +154,7 @@ export class RedisBroker implements Broker {
   readonly kind = 'redis';
   readonly history: RedisHistory;
   readonly sessions: RedisSessions;
+  readonly presence: RedisPresence;
   private readonly client: Redis;
   private up = false;
 
@@ -163,6 +166,7 @@ export class RedisBroker implements Broker {
     const isUp = (): boolean => this.up;
     this.history = new RedisHistory(this.client, prefix, opts, isUp, now);
     this.sessions = new RedisSessions(this.client, prefix, opts.sessionsTtlS, isUp);
+    this.presence = new RedisPresence(this.client, prefix, opts.presenceTtlS ?? DEFAULT_PRESENCE_TTL_S, now);
   }
 
   async start(): Promise<void> {

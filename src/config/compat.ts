@@ -29,7 +29,7 @@ const RENAMED: ReadonlyMap<string, Renamed> = new Map<string, Renamed>([
 interface Ignored { readonly bool: boolean; readonly note: string }
 
 const IGNORED: ReadonlyMap<string, Ignored> = new Map<string, Ignored>([
-  ...['sse', 'redis_tls_verify', 'embed_nats', 'enable_ws_compression', 'enable_native_pings', 'rpc_enable_tls', 'rpc_tls_verify', 'streams_presence',
+  ...['sse', 'redis_tls_verify', 'embed_nats', 'enable_ws_compression', 'enable_native_pings', 'rpc_enable_tls', 'rpc_tls_verify',
     'cable_ready', 'ds', 'ds_skip_auth', 'ignore_config_path', 'nats_dont_randomize_servers', 'redis_disable_cache', 'http_broadcast_cors']
     .map((name): [string, Ignored] => [name, { bool: true, note: noteFor(name) }]),
   ...['sse_path', 'statsd_host', 'statsd_prefix', 'statsd_tags_format', 'stats_refresh_interval', 'node_id', 'shutdown_delay', 'proxy_cookies',

@@ -66,10 +66,13 @@ export interface Config {
   readonly historyTtlS: number;
   readonly sessionsTtlS: number;
   readonly pongTimeoutS: number;
+  /** Seconds a closed session's presence lingers before it leaves. */
+  readonly presenceTtlS: number;
 
   readonly publicStreams: boolean;
   readonly streamsSecret: string;
   readonly streamsWhisper: boolean;
+  readonly streamsPresence: boolean;
   readonly turboStreams: boolean;
   readonly turboStreamsSecret: string;
 

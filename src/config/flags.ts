@@ -79,11 +79,13 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'history_ttl', kind: 'int', default: '300', group: 'broker', help: 'Seconds a message stays in history', min: 1 },
   { name: 'sessions_ttl', kind: 'int', default: '300', group: 'broker', help: 'Seconds a session can be restored after its last change (0 = no restore)', min: 0 },
   { name: 'presets', kind: 'list', default: '', values: ['broker', 'fly', 'heroku', 'none'], group: 'broker', help: 'Configuration presets (broker: memory broker, or redis/nats when their URL is set; fly, heroku: listen on 0.0.0.0, detected from their env; none: no detection)' },
+  { name: 'presence_ttl', kind: 'int', default: '15', group: 'broker', help: 'Seconds a closed session stays present (live sessions are kept); then its presence leaves', min: 1 },
   { name: 'pong_timeout', kind: 'int', default: '0', group: 'broker', help: 'Seconds without any frame from an ext-json client before a no_pong disconnect (0 = off)', min: 0 },
   // streams
   { name: 'public_streams', kind: 'bool', default: 'false', group: 'streams', help: 'Allow unsigned $pubsub stream names' },
   { name: 'streams_secret', kind: 'string', default: '', group: 'streams', help: 'Signed streams secret (defaults to --secret)', secret: true },
   { name: 'streams_whisper', kind: 'bool', default: 'false', group: 'streams', help: 'Enable whispers on signed streams' },
+  { name: 'streams_presence', kind: 'bool', default: 'true', group: 'streams', help: 'Enable presence (join/leave/info) on $pubsub streams' },
   { name: 'turbo_streams', kind: 'bool', default: 'false', group: 'streams', help: 'Verify Turbo::StreamsChannel signed names in the server' },
   { name: 'turbo_streams_secret', kind: 'string', default: '', group: 'streams', help: 'Turbo streams secret (defaults to the streams secret)', secret: true },
   // observability

@@ -51,6 +51,12 @@ export interface ConnectResult {
   readonly usedRpc: boolean;
 }
 
+/** A presence change the app asked for on this subscription's presence stream ($p). */
+export type PresenceAction =
+  /** `info` is JSON text ('' = none). */
+  | { readonly type: 'join'; readonly id: string; readonly info: string }
+  | { readonly type: 'leave' };
+
 export interface CommandResult {
   readonly status: Status;
   readonly transmissions: readonly string[];
@@ -62,6 +68,7 @@ export interface CommandResult {
   readonly istate?: Readonly<Record<string, string>>;
   readonly errorMsg?: string;
   readonly usedRpc: boolean;
+  readonly presence?: PresenceAction;
 }
 
 export interface DisconnectContext extends CallContext {

@@ -8,6 +8,7 @@ import {
   STATUS_FAILURE, STATUS_SUCCESS, readCommandResponse, readConnectionResponse, readDisconnectResponse,
   type CommandMessage, type ConnectionRequest, type DisconnectRequest, type Env, type RpcStatus,
 } from './messages.js';
+import { presenceAction } from '../presence/rpc-presence.js';
 import { GRPC_DEADLINE_EXCEEDED, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE, type RpcMethod, type RpcTransport } from './transport.js';
 
 export interface RpcControllerOptions {
@@ -136,6 +137,7 @@ export class RpcController implements Controller {
       istate: res.env.istate,
       errorMsg: res.error_msg,
       usedRpc: true,
+      ...presenceAction(res.presence),
     };
   }
 

@@ -7,23 +7,26 @@ export const PUBSUB_CHANNEL = '$pubsub';
 export const TURBO_CHANNEL = 'Turbo::StreamsChannel';
 /** Channel state key naming the stream whispers go to. */
 export const WHISPER_STATE_KEY = '$w';
+/** Channel state key naming the stream whose presence join/leave/presence commands use. */
+export const PRESENCE_STATE_KEY = '$p';
 
 export interface StreamsOptions {
   readonly publicStreams: boolean;
   readonly streamsSecret: string;
   readonly streamsWhisper: boolean;
+  readonly streamsPresence: boolean;
   readonly turboStreams: boolean;
   readonly turboStreamsSecret: string;
 }
 
 type StreamRoute =
-  | { readonly kind: 'stream'; readonly stream: string; readonly whisper: boolean }
+  | { readonly kind: 'stream'; readonly stream: string; readonly whisper: boolean; readonly presence: boolean }
   /** `why` is logged at info: a rejected subscription is the first thing a new user meets. */
   | { readonly kind: 'reject'; readonly why: string }
   | { readonly kind: 'pass' };
 
-function verified(stream: string | null, whisper: boolean, why: string): StreamRoute {
-  return stream === null ? { kind: 'reject', why } : { kind: 'stream', stream, whisper };
+function verified(stream: string | null, whisper: boolean, presence: boolean, why: string): StreamRoute {
+  return stream === null ? { kind: 'reject', why } : { kind: 'stream', stream, whisper, presence };
 }
 
 /**
@@ -50,18 +53,18 @@ export class StreamsController implements Controller {
     const { channel, stream_name: streamName, signed_stream_name: signedName } = parsed as Record<string, unknown>;
     if (channel === PUBSUB_CHANNEL) {
       if (typeof streamName === 'string') {
-        return verified(this.opts.publicStreams ? streamName : null, true,
+        return verified(this.opts.publicStreams ? streamName : null, true, this.opts.streamsPresence,
           'public streams are off: subscribe with a signed_stream_name, or start with --public_streams');
       }
       if (typeof signedName === 'string') {
-        return verified(verifyStreamName(this.opts.streamsSecret, signedName), this.opts.streamsWhisper,
+        return verified(verifyStreamName(this.opts.streamsSecret, signedName), this.opts.streamsWhisper, this.opts.streamsPresence,
           'invalid signed_stream_name: not signed with this server\'s --streams_secret (or --secret)');
       }
       return { kind: 'reject', why: 'neither stream_name nor signed_stream_name is a string' };
     }
     if (channel === TURBO_CHANNEL && this.opts.turboStreams) {
       const stream = typeof signedName === 'string' ? verifyStreamName(this.opts.turboStreamsSecret, signedName) : null;
-      return verified(stream, false, 'invalid Turbo signed_stream_name: not signed with --turbo_streams_secret (or the streams secret)');
+      return verified(stream, false, false, 'invalid Turbo signed_stream_name: not signed with --turbo_streams_secret (or the streams secret)');
     }
     return { kind: 'pass' };
   }
@@ -77,10 +80,13 @@ export class StreamsController implements Controller {
       this.log?.info({ sid: ctx.sid, identifier, reason: route.why }, 'subscription rejected');
       return commandResult('failure', { transmissions: [rejectFrame(identifier)] });
     }
+    const state: Record<string, string> = {};
+    if (route.whisper) state[WHISPER_STATE_KEY] = route.stream;
+    if (route.presence) state[PRESENCE_STATE_KEY] = route.stream;
     return commandResult('success', {
       transmissions: [confirmFrame(identifier)],
       streams: [route.stream],
-      ...(route.whisper ? { istate: { [WHISPER_STATE_KEY]: route.stream } } : {}),
+      ...(Object.keys(state).length > 0 ? { istate: state } : {}),
     });
   }
 

@@ -46,7 +46,7 @@ interface Backend {
 
 const natsNames = (): NatsBrokerNames => {
   const id = unique();
-  return { historyStream: `T_HISTORY_${id}`, subjectPrefix: `t.${id}.history`, sessionsBucket: `t_sessions_${id}` };
+  return { historyStream: `T_HISTORY_${id}`, subjectPrefix: `t.${id}.history`, sessionsBucket: `t_sessions_${id}`, presenceBucket: `t_presence_${id}` };
 };
 const natsCreated: NatsBrokerNames[] = [];
 
@@ -87,6 +87,7 @@ const backends: Backend[] = [
       for (const names of natsCreated.splice(0)) {
         await jsm.streams.delete(names.historyStream).catch(() => undefined);
         await jsm.streams.delete(`KV_${names.sessionsBucket}`).catch(() => undefined);
+        await jsm.streams.delete(`KV_${names.presenceBucket}`).catch(() => undefined);
       }
       await nc.close();
     },
@@ -289,6 +290,7 @@ describe('nats broker specifics', () => {
       const jsm = await nc.jetstreamManager();
       await jsm.streams.delete(names.historyStream).catch(() => undefined);
       await jsm.streams.delete(`KV_${names.sessionsBucket}`).catch(() => undefined);
+      await jsm.streams.delete(`KV_${names.presenceBucket}`).catch(() => undefined);
       await nc.close();
     }
   });

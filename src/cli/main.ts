@@ -56,7 +56,7 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   if (request.printConfig) {
-    process.stdout.write(`${JSON.stringify(printableConfig(request.config), null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(printableConfig(request.flagValues), null, 2)}\n`);
     return;
   }
 

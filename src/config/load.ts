@@ -12,6 +12,8 @@ export interface CliRequest {
   readonly printConfig: boolean;
   /** To log at start: deprecated anycable-go names read, options ignored, unknown ANYCABLE_* env vars, presets applied. */
   readonly warnings: readonly string[];
+  /** The effective value of every flag (given, preset or default), by flag name: what --print-config shows. */
+  readonly flagValues: ReadonlyMap<string, FlagValue>;
 }
 
 const FLAG_BY_NAME = new Map(FLAGS.map((f) => [f.name, f]));
@@ -64,6 +66,7 @@ function list(value: string): string[] {
 }
 
 type Typed = string | number | boolean | string[];
+export type FlagValue = Typed;
 
 function typedValue(spec: FlagSpec, raw: string, problems: string[]): Typed {
   switch (spec.kind) {
@@ -236,7 +239,7 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
   };
   const presetNote = chosenPresets.filter((p) => p !== 'none');
   const notes = presetNote.length > 0 && given.get('presets') === undefined ? [`presets detected from the environment: ${presetNote.join(', ')} (--presets=none turns them off)`] : [];
-  return { config: deepFreeze(config), help, printConfig, warnings: [...warnings, ...notes] };
+  return { config: deepFreeze(config), help, printConfig, warnings: [...warnings, ...notes], flagValues: v };
 }
 
 /** A copy of the config with a new secret, derived keys recomputed where they were derived. */
@@ -270,18 +273,28 @@ export function helpText(): string {
     const def = f.default === '' ? '' : ` (default: ${f.default})`;
     lines.push(`  --${f.name.padEnd(26)} ${f.help}${def} [${env}]`);
   }
-  lines.push('', '  --print-config               Print the effective configuration (secrets masked) and exit', '  -h, --help                   Show this help');
+  lines.push('', '  --print-config               Print the effective configuration (secrets masked) and exit', '  -v, --version                Print the version, the runtime and the uWebSockets.js binary in use, and exit',
+    '  -h, --help                   Show this help');
   return lines.join('\n');
 }
 
-const SECRET_FIELDS = new Set(['secret', 'jwtSecrets', 'apiKey', 'wsApiKey', 'httpRpcSecret', 'broadcastKey', 'streamsSecret', 'turboStreamsSecret']);
+/** `//user:password@host` in URLs (Redis, NATS, RPC) shows as `//******@host`. */
+function redactCredentials(value: string): string {
+  return value.replace(/\/\/([^@/\s]*)@/g, '//******@');
+}
 
-export function printableConfig(config: Config): Record<string, unknown> {
+/**
+ * --print-config: every flag by its name (as the user writes it in flags and ANYCABLE_* env), with its
+ * effective value; secret flags masked, credentials in URLs redacted.
+ */
+export function printableConfig(flagValues: ReadonlyMap<string, FlagValue>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, val] of Object.entries(config)) {
-    if (SECRET_FIELDS.has(k)) out[k] = Array.isArray(val) ? val.map(() => '******') : val === '' ? '' : '******';
-    else if (k === 'redisUrl' && typeof val === 'string') out[k] = val.replace(/\/\/([^@/]*)@/, '//******@');
-    else out[k] = val;
+  for (const spec of FLAGS) {
+    const val = flagValues.get(spec.name);
+    if (spec.secret) out[spec.name] = val === '' || val === undefined ? '' : '******';
+    else if (typeof val === 'string') out[spec.name] = redactCredentials(val);
+    else if (Array.isArray(val)) out[spec.name] = val.map(redactCredentials);
+    else out[spec.name] = val;
   }
   return out;
 }

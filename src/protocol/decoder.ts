@@ -1,6 +1,11 @@
+import { parseHistoryRequest, type HistoryRequest } from '../reliable/history-request.js';
+
 /** Client frames enter as bytes and leave as a discriminated union; anything else is a DecodeError value. */
 export type ClientCommand =
-  | { readonly command: 'subscribe'; readonly identifier: string }
+  | { readonly command: 'subscribe'; readonly identifier: string; readonly history?: HistoryRequest }
+  /** `history` null: absent or malformed, answered with reject_history. */
+  | { readonly command: 'history'; readonly identifier: string; readonly history: HistoryRequest | null }
+  | { readonly command: 'presence' | 'join' | 'leave'; readonly identifier: string }
   | { readonly command: 'unsubscribe'; readonly identifier: string }
   | { readonly command: 'message'; readonly identifier: string; readonly data: string }
   | { readonly command: 'whisper'; readonly identifier: string; readonly data: unknown }
@@ -16,6 +21,8 @@ export type DecodeResult = { readonly ok: true; readonly value: ClientCommand } 
 
 const fail = (error: DecodeError['error'], detail: string): DecodeResult => ({ ok: false, value: { error, detail } });
 
+const CHANNEL_COMMANDS = new Set<unknown>(['subscribe', 'unsubscribe', 'message', 'whisper', 'history', 'presence', 'join', 'leave']);
+
 export function decodeClientFrame(text: string): DecodeResult {
   let parsed: unknown;
   try {
@@ -27,7 +34,7 @@ export function decodeClientFrame(text: string): DecodeResult {
   const frame = parsed as Record<string, unknown>;
   const command = frame.command;
   if (command === 'ping' || command === 'pong') return { ok: true, value: { command } };
-  if (command !== 'subscribe' && command !== 'unsubscribe' && command !== 'message' && command !== 'whisper') {
+  if (!CHANNEL_COMMANDS.has(command)) {
     return fail('unknown_command', `unknown command ${JSON.stringify(command ?? null).slice(0, 40)}`);
   }
   const identifier = frame.identifier;
@@ -37,5 +44,11 @@ export function decodeClientFrame(text: string): DecodeResult {
     return { ok: true, value: { command, identifier, data: frame.data } };
   }
   if (command === 'whisper') return { ok: true, value: { command, identifier, data: frame.data } };
-  return { ok: true, value: { command, identifier } };
+  if (command === 'history') return { ok: true, value: { command, identifier, history: parseHistoryRequest(frame.history) } };
+  if (command === 'subscribe' && frame.history !== undefined) {
+    const history = parseHistoryRequest(frame.history);
+    if (history) return { ok: true, value: { command, identifier, history } };
+  }
+  if (command === 'presence' || command === 'join' || command === 'leave') return { ok: true, value: { command, identifier } };
+  return { ok: true, value: { command: command as 'subscribe' | 'unsubscribe', identifier } };
 }

@@ -21,18 +21,18 @@ export class BroadcastSequencer {
 
   constructor(
     private readonly history: HistoryStore,
-    private readonly emit: (pub: StreamBroadcast) => void,
     private readonly metrics: Metrics,
     logger: Logger,
   ) {
     this.quiet = new RateLimitedLog(logger.child({ component: 'broker' }));
   }
 
-  accept(pub: StreamBroadcast): void {
+  /** `emit` gets the broadcast with its position, after every broadcast accepted before it. */
+  accept(pub: StreamBroadcast, emit: (pub: StreamBroadcast) => void): void {
     // Not stored (whispers) or already stored (from another node): only the order matters.
     if (pub.transient || pub.position) {
-      if (this.tail === null) this.emit(pub);
-      else this.after(Promise.resolve(null), pub);
+      if (this.tail === null) emit(pub);
+      else this.after(Promise.resolve(null), pub, emit);
       return;
     }
     let stored: StreamPosition | Promise<StreamPosition>;
@@ -42,14 +42,14 @@ export class BroadcastSequencer {
       stored = Promise.reject(err);
     }
     if (!(stored instanceof Promise) && this.tail === null) {
-      this.emit({ ...pub, position: stored });
+      emit({ ...pub, position: stored });
       return;
     }
-    this.after(Promise.resolve(stored), pub);
+    this.after(Promise.resolve(stored), pub, emit);
   }
 
   /** Emits `pub` once everything before it was emitted and its own position is known. */
-  private after(stored: Promise<StreamPosition | null>, pub: StreamBroadcast): void {
+  private after(stored: Promise<StreamPosition | null>, pub: StreamBroadcast, emit: (pub: StreamBroadcast) => void): void {
     if (this.waiting >= MAX_WAITING) {
       this.metrics.counters.failed_broadcast_msg_total++;
       this.quiet.warn('overflow', { waiting: this.waiting }, 'broadcast refused: too many waiting for the broker');
@@ -62,10 +62,10 @@ export class BroadcastSequencer {
     const next: Promise<void> = previous
       .then(() => stored)
       .then(
-        (position) => this.emit(position ? { ...pub, position } : pub),
+        (position) => emit(position ? { ...pub, position } : pub),
         (err: unknown) => {
           this.quiet.warn('append', { err: String(err) }, 'broker could not store a broadcast; delivered without a position');
-          this.emit(pub);
+          emit(pub);
         },
       )
       .finally(() => {

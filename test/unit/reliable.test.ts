@@ -34,20 +34,22 @@ describe('broadcast sequencer', () => {
   test('the memory store positions broadcasts synchronously', () => {
     const broker = new MemoryBroker({ historyLimit: 10, historyTtlS: 10, sessionsTtlS: 0 });
     const out: StreamBroadcast[] = [];
-    const seq = new BroadcastSequencer(broker.history, (p) => out.push(p), new Metrics(), logger);
-    seq.accept(bc('s', '1'));
-    seq.accept(bc('s', '2'));
+    const seq = new BroadcastSequencer(broker.history, new Metrics(), logger);
+    const emit = (p: StreamBroadcast): number => out.push(p);
+    seq.accept(bc('s', '1'), emit);
+    seq.accept(bc('s', '2'), emit);
     assert.deepEqual(out.map((p) => [p.data, p.position?.offset]), [['1', 1], ['2', 2]]);
   });
 
   test('asynchronous appends answered out of order still go out in arrival order; a failed one goes without position', async () => {
     const history = new ManualHistory();
     const out: StreamBroadcast[] = [];
-    const seq = new BroadcastSequencer(history, (p) => out.push(p), new Metrics(), logger);
-    seq.accept(bc('a', '1'));
-    seq.accept(bc('b', '2'));
-    seq.accept(bc('a', 'whisper', { transient: true }));
-    seq.accept(bc('a', '3'));
+    const seq = new BroadcastSequencer(history, new Metrics(), logger);
+    const emit = (p: StreamBroadcast): number => out.push(p);
+    seq.accept(bc('a', '1'), emit);
+    seq.accept(bc('b', '2'), emit);
+    seq.accept(bc('a', 'whisper', { transient: true }), emit);
+    seq.accept(bc('a', '3'), emit);
     history.calls[2]!.resolve({ epoch: 'e', offset: 2 });
     history.calls[1]!.reject(new Error('down'));
     await flush();

@@ -26,6 +26,11 @@ import { GrpcTransport } from '../rpc/grpc-transport.js';
 import { HttpTransport } from '../rpc/http-transport.js';
 import type { RpcTransport } from '../rpc/transport.js';
 import { BroadcastPipeline } from '../broadcast/pipeline.js';
+import { buildBroker, historyGraceMs } from '../broker/build-broker.js';
+import { BroadcastSequencer } from '../reliable/broadcast-sequencer.js';
+import { CatchUp } from '../reliable/catch-up.js';
+import { HistoryServer } from '../reliable/history-server.js';
+import { SessionKeeper } from '../reliable/session-keeper.js';
 import { httpBroadcastRoute } from '../broadcast/http-broadcaster.js';
 import { RedisBroadcaster } from '../broadcast/redis-broadcaster.js';
 import { NatsBroadcaster } from '../broadcast/nats-broadcaster.js';
@@ -103,10 +108,21 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const disconnectQueue = new DisconnectQueue(controller, config.disconnectRate, metrics, logger.child({ component: 'disconnector' }));
   // The pipeline delivers through the node and the node publishes whispers through the pipeline;
   // the closure is only called once both exist.
-  const pipeline = new BroadcastPipeline((pub) => node.deliver(pub), pubsub, metrics);
+  const broker = buildBroker(config, metrics, logger);
+  const sequencer = broker ? new BroadcastSequencer(broker.history, metrics, logger) : null;
+  const pipeline = new BroadcastPipeline((pub) => node.deliver(pub), pubsub, metrics, sequencer);
+  const catchUp = new CatchUp(hub);
+  const reliable = {
+    history: new HistoryServer(broker, catchUp, { graceMs: historyGraceMs(broker) }, metrics, logger),
+    // Clients come back with history requests at once; a second is plenty and bounds the wait of others.
+    sessions: broker && config.sessionsTtlS > 0 ? new SessionKeeper(broker, catchUp, { restoreHoldMs: 1000 }, metrics, logger) : null,
+  };
   const node = new Node(
-    { pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize, maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode },
-    { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false) },
+    {
+      pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize,
+      maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
+    },
+    { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false), reliable, catchUp },
   );
 
   const endpoint = new WsEndpoint({
@@ -124,7 +140,8 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   endpoint.register(app);
 
   let serving = true;
-  const routes: HttpRoute[] = [healthRoute(config.healthPath, () => serving)];
+  // 503 while the broker is down: broadcasts can't be given positions, restores can't be served.
+  const routes: HttpRoute[] = [healthRoute(config.healthPath, () => serving, () => (broker && !broker.isReady() ? 'Broker unavailable' : null))];
   // The API listener (node:http) serves the main port's routes, plus broadcasts without a key.
   const apiOnlyRoutes: HttpRoute[] = [];
   const sharedBroadcastPort = config.httpBroadcastPort !== 0 && config.httpBroadcastPort === config.port;
@@ -172,6 +189,10 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     metricsPort: 0,
     apiPort: 0,
     async start() {
+      if (broker) {
+        await broker.start();
+        logger.info({ broker: broker.kind, historyLimit: config.historyLimit, historyTtlS: config.historyTtlS, sessionsTtlS: config.sessionsTtlS }, 'broker enabled');
+      }
       if (pubsub) await pubsub.start((pub) => node.deliver(pub));
       for (const b of broadcasters) await b.start();
       const main = await listen(uws, app, config.host, config.port);
@@ -194,7 +215,11 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       await node.disconnectAll(Math.max(0, deadline - Date.now()));
       await disconnectQueue.flush(Math.max(0, deadline - Date.now()));
       for (const b of broadcasters) await b.shutdown();
+      // Broadcasts already accepted still get their positions and go out before the broker closes.
+      // Bounded: with the broker down they would wait for it forever.
+      if (sequencer) await Promise.race([sequencer.drain(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
       if (pubsub) await pubsub.shutdown();
+      await broker?.shutdown();
       await controller.shutdown();
       metricsLogger?.stop();
       for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);

@@ -1,5 +1,7 @@
 import type { Metrics } from '../metrics/metrics.js';
 import { messageFramePrefix, messageJsonFromData } from '../protocol/messages.js';
+import { positionSuffix } from '../protocol/ext-frames.js';
+import type { StreamPosition } from '../broker/broker.js';
 
 /** The two things the hub needs from a socket; uWS WebSocket satisfies it. */
 export interface TopicSocket {
@@ -22,6 +24,8 @@ interface Route {
   /** Its UTF-8 length, so the byte counter needs no per-frame measurement. */
   readonly framePrefixBytes: number;
   count: number;
+  /** Subscribers taken out of the topic while they catch up on history; they still count. */
+  held: Set<TopicSocket> | null;
 }
 
 export interface HubEvents {
@@ -56,7 +60,7 @@ export class Hub {
     let route = routes.get(identifier);
     if (!route) {
       const framePrefix = messageFramePrefix(identifier);
-      route = { topic: JSON.stringify([stream, identifier]), framePrefix, framePrefixBytes: Buffer.byteLength(framePrefix), count: 0 };
+      route = { topic: JSON.stringify([stream, identifier]), framePrefix, framePrefixBytes: Buffer.byteLength(framePrefix), count: 0, held: null };
       routes.set(identifier, route);
     }
     if (socket.subscribe(route.topic)) route.count++;
@@ -69,14 +73,31 @@ export class Hub {
     const route = routes?.get(identifier);
     if (!routes || !route) return;
     // With a live socket, only a topic it really held counts: a second unsubscribe must never take
-    // another subscriber's share of the route.
-    if (socket !== null && !socket.unsubscribe(route.topic)) return;
+    // another subscriber's share of the route. A held socket is out of the topic but still counted.
+    if (socket !== null && !route.held?.delete(socket) && !socket.unsubscribe(route.topic)) return;
     route.count--;
     if (route.count > 0) return;
     routes.delete(identifier);
     if (routes.size > 0) return;
     this.streams.delete(stream);
     this.events.onStreamRemoved(stream);
+  }
+
+  /**
+   * Takes a subscriber out of the topic while it catches up on history (its live messages are
+   * buffered elsewhere), keeping its place in the count so the stream stays followed.
+   */
+  hold(socket: TopicSocket, stream: string, identifier: string): void {
+    const route = this.streams.get(stream)?.get(identifier);
+    if (route && socket.unsubscribe(route.topic)) (route.held ??= new Set()).add(socket);
+  }
+
+  /** Puts a held subscriber back in the topic; `live` false only forgets it (its connection is gone). */
+  release(socket: TopicSocket, stream: string, identifier: string, live: boolean): void {
+    const route = this.streams.get(stream)?.get(identifier);
+    if (!route?.held?.delete(socket)) return;
+    if (route.held.size === 0) route.held = null;
+    if (live) socket.subscribe(route.topic);
   }
 
   /** Every route with its subscriber count (diagnostics and tests). */
@@ -86,17 +107,20 @@ export class Hub {
     }
   }
 
-  /** Delivers to this node's subscribers. `exclude` is the socket of `meta.exclude_socket`, if here. */
-  broadcast(stream: string, data: string, exclude: TopicSocket | null): void {
+  /**
+   * Delivers to this node's subscribers. `exclude` is the socket of `meta.exclude_socket`, if here.
+   * With a broker, `position` goes on every frame as stream_id/epoch/offset.
+   */
+  broadcast(stream: string, data: string, exclude: TopicSocket | null, position: StreamPosition | null = null): void {
     const routes = this.streams.get(stream);
     if (!routes) return;
-    const messageJson = messageJsonFromData(data);
-    // The closing brace adds one byte.
-    const messageBytes = Buffer.byteLength(messageJson) + 1;
+    // Built once per broadcast, shared by every (stream, identifier) frame.
+    const messageJson = messageJsonFromData(data) + (position === null ? '}' : positionSuffix(stream, position));
+    const messageBytes = Buffer.byteLength(messageJson);
     const counters = this.metrics.counters;
     for (const route of routes.values()) {
-      const frame = route.framePrefix + messageJson + '}';
-      let receivers = route.count;
+      const frame = route.framePrefix + messageJson;
+      let receivers = route.count - (route.held?.size ?? 0);
       // uWS WebSocket.publish skips the publishing socket itself: exactly what exclude_socket needs.
       if (exclude !== null && exclude.isSubscribed(route.topic)) {
         exclude.publish(route.topic, frame);

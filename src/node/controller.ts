@@ -4,6 +4,8 @@
  * Protocol outcomes (failure, rejection) are values; only faults reject the promise.
  */
 import { CablecatError } from '../errors.js';
+import type { SupportedProtocol } from '../protocol/messages.js';
+import type { PingPrecision } from '../protocol/ext-frames.js';
 
 export type Status = 'success' | 'failure' | 'error';
 
@@ -27,6 +29,12 @@ export interface RequestInfo {
   readonly token: string;
   /** Set when the upgrade was allowed by the WebSocket key; the id comes from the path or is "user". */
   readonly keyUserId: string | null;
+  /** The sub-protocol in use ('' = none offered, JSON): ext-json turns on session recovery and pong checks. */
+  readonly protocol: SupportedProtocol | '';
+  /** The sid of a session to restore: X-AnyCable-Restore-Sid, else ?sid= ('' when none). */
+  readonly restoreSid: string;
+  /** Unit of ping timestamps (?ptp=s|ms|ns). */
+  readonly pingPrecision: PingPrecision;
 }
 
 /** The slice of a session a controller may read. */

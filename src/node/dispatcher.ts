@@ -2,7 +2,11 @@ import type { Logger } from '../logging/logger.js';
 import { compact } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Publication } from '../broadcast/message.js';
-import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, rejectFrame } from '../protocol/messages.js';
+import { CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, PROTOCOL_EXT_JSON, rejectFrame } from '../protocol/messages.js';
+import { presenceErrorFrame, rejectHistoryFrame } from '../protocol/ext-frames.js';
+import type { HistoryServer } from '../reliable/history-server.js';
+import type { SessionKeeper } from '../reliable/session-keeper.js';
+import type { HistoryRequest } from '../reliable/history-request.js';
 import { WHISPER_STATE_KEY } from '../streams/streams-controller.js';
 import { errorMessage } from '../errors.js';
 import { CancelledError, commandResult, type CommandResult, type Controller } from './controller.js';
@@ -14,6 +18,14 @@ export interface DispatcherDeps {
   readonly logger: Logger;
   /** Where whispers go: the same path as app broadcasts, so they reach every node. */
   readonly publish: (pub: Publication) => void;
+  /** History and session recovery; null without a broker (history requests get reject_history). */
+  readonly reliable?: ReliableStreams | null;
+}
+
+export interface ReliableStreams {
+  readonly history: HistoryServer;
+  /** Null when sessions are not kept (sessions_ttl 0). */
+  readonly sessions: SessionKeeper | null;
 }
 
 /**
@@ -39,7 +51,15 @@ export class Dispatcher {
     if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, why }, 'client frame dropped');
   }
 
+  /** The session keeper when this session can be restored later (ext-json with a session store). */
+  private keeper(session: Session): SessionKeeper | null {
+    return session.request.protocol === PROTOCOL_EXT_JSON ? this.deps.reliable?.sessions ?? null : null;
+  }
+
   private async authenticate(session: Session): Promise<void> {
+    const keeper = this.keeper(session);
+    // A restored session skips Connect (as anycable-go); a miss falls through to normal authentication.
+    if (keeper !== null && session.request.restoreSid !== '' && await keeper.restore(session, session.request.restoreSid)) return;
     let result;
     try {
       result = await this.deps.controller.authenticate(session);
@@ -55,6 +75,7 @@ export class Dispatcher {
         // False when the client left meanwhile: the identity is kept so the app hears Disconnect.
         if (!session.authenticated(result.identifiers)) return;
         session.sendAll(result.transmissions);
+        keeper?.commit(session);
         if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, identifiers: compact(result.identifiers) }, 'connected');
       });
       return;
@@ -79,23 +100,31 @@ export class Dispatcher {
     const identifier = command.identifier;
     switch (command.command) {
       case 'subscribe':
-        return this.subscribe(session, identifier);
+        return this.subscribe(session, identifier, command.history ?? null);
       case 'unsubscribe':
         return this.unsubscribe(session, identifier);
       case 'message':
         return this.perform(session, identifier, command.data);
+      case 'history':
+        return this.history(session, identifier, command.history);
+      case 'presence':
+      case 'join':
+      case 'leave':
+        // No presence store yet: an error answer, so the client's presence request settles.
+        session.send(presenceErrorFrame(identifier));
+        return;
       case 'whisper': {
         const sub = session.subscription(identifier);
         if (!sub) return this.dropFrame(session, 'unknown subscription');
         const stream = sub.istate[WHISPER_STATE_KEY];
         if (!stream) return this.dropFrame(session, 'whisper is not enabled for this subscription');
-        this.deps.publish({ kind: 'broadcast', stream, data: JSON.stringify(command.data ?? null), excludeSocket: session.sid });
+        this.deps.publish({ kind: 'broadcast', stream, data: JSON.stringify(command.data ?? null), excludeSocket: session.sid, transient: true });
         return;
       }
     }
   }
 
-  private async subscribe(session: Session, identifier: string): Promise<void> {
+  private async subscribe(session: Session, identifier: string, history: HistoryRequest | null): Promise<void> {
     if (session.subscription(identifier)) return this.dropFrame(session, 'already subscribed');
     let result: CommandResult;
     try {
@@ -113,10 +142,21 @@ export class Dispatcher {
     }
     if (result.usedRpc) session.usedRpc = true;
     if (result.status === 'failure' && result.usedRpc) this.log.info({ sid: session.sid, identifier: compact(identifier) }, 'subscription rejected by the app (RPC)');
+    let confirmed = false;
     session.cork(() => {
-      const confirmed = result.status === 'success' && session.confirmSubscription(identifier);
+      confirmed = result.status === 'success' && session.confirmSubscription(identifier);
       this.apply(session, identifier, confirmed, result);
     });
+    if (!confirmed || session.state !== 'open') return;
+    this.keeper(session)?.commit(session);
+    // History asked with the subscribe comes after the confirmation, for the streams it started.
+    if (history !== null) await this.history(session, identifier, history);
+  }
+
+  private async history(session: Session, identifier: string, request: HistoryRequest | null): Promise<void> {
+    const reliable = this.deps.reliable;
+    if (reliable) await reliable.history.serve(session, identifier, request);
+    else session.send(rejectHistoryFrame(identifier));
   }
 
   private async unsubscribe(session: Session, identifier: string): Promise<void> {
@@ -135,6 +175,7 @@ export class Dispatcher {
       session.removeSubscription(identifier);
       if (result && result.status !== 'error') this.apply(session, identifier, false, result);
     });
+    if (session.state === 'open') this.keeper(session)?.commit(session);
   }
 
   private async perform(session: Session, identifier: string, data: string): Promise<void> {
@@ -152,6 +193,8 @@ export class Dispatcher {
       return;
     }
     session.cork(() => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
+    const changed = result.streams.length > 0 || result.stopStreams || result.stoppedStreams.length > 0 || result.istate !== undefined || result.cstate !== undefined;
+    if (changed && session.state === 'open') this.keeper(session)?.commit(session);
   }
 
   /**

@@ -1,10 +1,18 @@
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { TopicPublisher } from '../hub/hub.js';
-import { CLOSE_NORMAL, disconnectFrame, pingFrame } from '../protocol/messages.js';
+import { CLOSE_NORMAL, PROTOCOL_EXT_JSON, disconnectFrame } from '../protocol/messages.js';
+import { pingTimestamp, type PingPrecision } from '../protocol/ext-frames.js';
 import type { Session } from './session.js';
 
 export const PING_TOPIC = '$ping';
+/** One shared ping topic per timestamp precision (?ptp=), so each is still one publish. */
+const PING_TOPICS: Readonly<Record<PingPrecision, string>> = { s: PING_TOPIC, ms: `${PING_TOPIC}:ms`, ns: `${PING_TOPIC}:ns` };
+const PRECISIONS: readonly PingPrecision[] = ['s', 'ms', 'ns'];
+
+function pingFrameAt(nowMs: number, precision: PingPrecision): string {
+  return `{"type":"ping","message":${pingTimestamp(nowMs, precision)}}`;
+}
 /** Granularity of pings and of the slow-consumer sweep. */
 const TICK_MS = 250;
 
@@ -12,6 +20,8 @@ export interface LivenessOptions {
   readonly pingIntervalS: number;
   /** Send buffer above which a client is too slow, bytes. */
   readonly maxPendingBytes: number;
+  /** Seconds without any frame from an ext-json client before a no_pong disconnect (0 = off). */
+  readonly pongTimeoutS?: number;
 }
 
 /**
@@ -20,7 +30,10 @@ export interface LivenessOptions {
  */
 export class Liveness {
   private readonly customPing = new Set<Session>();
-  private pingSubscribers = 0;
+  private readonly pingSubscribers: Record<PingPrecision, number> = { s: 0, ms: 0, ns: 0 };
+  /** ext-json sessions under --pong_timeout → when we last heard from them. */
+  private readonly lastHeard = new Map<Session, number>();
+  private readonly pongTimeoutMs: number;
   private ticker: NodeJS.Timeout | undefined;
   private nextSharedPingAt = 0;
   private readonly log: Logger;
@@ -33,6 +46,7 @@ export class Liveness {
     logger: Logger,
   ) {
     this.log = logger.child({ component: 'node' });
+    this.pongTimeoutMs = (opts.pongTimeoutS ?? 0) * 1000;
   }
 
   start(): void {
@@ -50,10 +64,13 @@ export class Liveness {
   track(session: Session): void {
     const socket = session.liveSocket;
     if (socket === null) return;
+    // As anycable-go: only the extended protocol promises pongs (any frame counts).
+    if (this.pongTimeoutMs > 0 && session.request.protocol === PROTOCOL_EXT_JSON) this.lastHeard.set(session, Date.now());
     if (session.customPingS === null) {
-      socket.subscribe(PING_TOPIC);
+      const precision = session.request.pingPrecision;
+      socket.subscribe(PING_TOPICS[precision]);
       session.onSharedPing = true;
-      this.pingSubscribers++;
+      this.pingSubscribers[precision]++;
     } else if (session.customPingS > 0) {
       session.nextPingAt = Date.now() + session.customPingS * 1000;
       this.customPing.add(session);
@@ -63,27 +80,49 @@ export class Liveness {
   /** The transport is gone (uWS dropped its topics itself). */
   untrack(session: Session): void {
     this.customPing.delete(session);
+    this.lastHeard.delete(session);
     if (session.onSharedPing) {
       session.onSharedPing = false;
-      this.pingSubscribers--;
+      this.pingSubscribers[session.request.pingPrecision]--;
     }
+  }
+
+  /** Any frame from the client counts as its pong. */
+  heard(session: Session): void {
+    if (this.pongTimeoutMs > 0 && this.lastHeard.has(session)) this.lastHeard.set(session, Date.now());
   }
 
   private tick(): void {
     const now = Date.now();
     if (now >= this.nextSharedPingAt) {
       this.nextSharedPingAt = now + this.opts.pingIntervalS * 1000;
-      const frame = pingFrame(Math.floor(now / 1000));
-      this.publisher.publish(PING_TOPIC, frame);
-      this.metrics.counters.server_msg_total += this.pingSubscribers;
-      this.metrics.counters.data_sent_total += this.pingSubscribers * frame.length;
+      for (const precision of PRECISIONS) {
+        const subscribers = this.pingSubscribers[precision];
+        if (subscribers === 0) continue;
+        const frame = pingFrameAt(now, precision);
+        this.publisher.publish(PING_TOPICS[precision], frame);
+        this.metrics.counters.server_msg_total += subscribers;
+        this.metrics.counters.data_sent_total += subscribers * frame.length;
+      }
     }
     for (const session of this.customPing) {
       if (now < session.nextPingAt || session.customPingS === null) continue;
       session.nextPingAt = now + session.customPingS * 1000;
-      session.send(pingFrame(Math.floor(now / 1000)));
+      session.send(pingFrameAt(now, session.request.pingPrecision));
     }
+    this.expireSilent(now);
     this.evictSlowConsumers();
+  }
+
+  /** ext-json clients silent for --pong_timeout: disconnect no_pong (reconnect true), close 1000 "No Pong". */
+  private expireSilent(now: number): void {
+    if (this.lastHeard.size === 0) return;
+    for (const [session, at] of this.lastHeard) {
+      if (now - at <= this.pongTimeoutMs) continue;
+      this.lastHeard.delete(session);
+      this.log.info({ sid: session.sid }, 'no pong, disconnecting');
+      session.closeWith(CLOSE_NORMAL, disconnectFrame('no_pong', true), 'No Pong');
+    }
   }
 
   /** uWS skips sockets over maxBackpressure silently; we tell them and close them. */

@@ -12,7 +12,8 @@ import type { Controller, DisconnectContext, RequestInfo } from './controller.js
 import type { DisconnectMode } from '../config/config.js';
 import { Session, type SessionCall, type SessionHost, type SessionSocket } from './session.js';
 import { SessionRegistry } from './session-registry.js';
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, type ReliableStreams } from './dispatcher.js';
+import type { CatchUp } from '../reliable/catch-up.js';
 import { Liveness } from './liveness.js';
 
 export { PING_TOPIC } from './liveness.js';
@@ -24,6 +25,8 @@ export interface NodeOptions {
   /** Bytes of commands a session may have waiting (--max_command_queue_size). */
   readonly maxCommandQueueSize: number;
   readonly disconnectMode: DisconnectMode;
+  /** Seconds without any frame from an ext-json client before a no_pong disconnect (0 = off). */
+  readonly pongTimeoutS?: number;
 }
 
 /** Where Disconnect calls go (the rate-limited queue). */
@@ -40,6 +43,10 @@ export interface NodeDeps {
   readonly logger: Logger;
   /** Where whispers go: the same path as app broadcasts, so they reach every node. */
   readonly publish: (pub: Publication) => void;
+  /** History and session recovery (with a broker). */
+  readonly reliable?: ReliableStreams | null;
+  /** Holds live messages of sessions catching up on history. */
+  readonly catchUp?: CatchUp | null;
 }
 
 /**
@@ -115,6 +122,7 @@ export class Node {
       return;
     }
     const command = decoded.value;
+    this.liveness.heard(session);
     if (command.command === 'ping') {
       session.send(PONG_FRAME);
       return;
@@ -142,6 +150,8 @@ export class Node {
     this.registry.remove(session, wasOpen);
     this.liveness.untrack(session);
     this.unwinding.add(session);
+    // The TTL of its snapshot counts from now, so the client has sessions_ttl to come back.
+    if (wasOpen) this.deps.reliable?.sessions?.finish(session);
   }
 
   private closed(session: Session, disconnect: DisconnectContext | null): void {
@@ -161,7 +171,10 @@ export class Node {
   deliver(pub: Publication): void {
     if (pub.kind === 'broadcast') {
       const excluded = pub.excludeSocket ? this.registry.get(pub.excludeSocket)?.liveSocket ?? null : null;
-      this.deps.hub.broadcast(pub.stream, pub.data, excluded);
+      const position = pub.position ?? null;
+      // Sessions catching up on history get their copy buffered instead of through the topic.
+      this.deps.catchUp?.onBroadcast(pub.stream, pub.data, position, pub.excludeSocket);
+      this.deps.hub.broadcast(pub.stream, pub.data, excluded, position);
       return;
     }
     this.disconnectByIdentifiers(pub.identifier, pub.reconnect);

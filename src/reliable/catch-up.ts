@@ -14,7 +14,8 @@ export interface CatchUpClient {
 /** Takes a socket out of a (stream, identifier) topic and puts it back, keeping the hub's count. */
 export interface TopicGate {
   hold(socket: TopicSocket, stream: string, identifier: string): void;
-  release(socket: TopicSocket, stream: string, identifier: string): void;
+  /** `live` false: the connection is gone, only forget it. */
+  release(socket: TopicSocket, stream: string, identifier: string, live: boolean): void;
 }
 
 interface Buffered {
@@ -38,7 +39,7 @@ export class Hold {
   /** Highest position the client is known to have (from history it got or positions it sent). */
   watermark: StreamPosition | null = null;
 
-  constructor(readonly client: CatchUpClient, readonly identifier: string, readonly stream: string) {}
+  constructor(readonly client: CatchUpClient, readonly socket: TopicSocket, readonly identifier: string, readonly stream: string) {}
 
   /** True when the client already has this message. */
   covers(position: StreamPosition | null): boolean {
@@ -76,7 +77,7 @@ export class CatchUp {
       existing.users++;
       return existing;
     }
-    const hold = new Hold(client, identifier, stream);
+    const hold = new Hold(client, socket, identifier, stream);
     this.byKey.set(key, hold);
     let set = this.byStream.get(stream);
     if (!set) this.byStream.set(stream, (set = new Set()));
@@ -131,15 +132,17 @@ export class CatchUp {
     set?.delete(hold);
     if (set?.size === 0) this.byStream.delete(hold.stream);
     if (hold.timer !== null) clearTimeout(hold.timer);
-    const socket = hold.client.liveSocket;
-    if (socket === null) return;
+    if (hold.client.liveSocket !== hold.socket) {
+      this.gate.release(hold.socket, hold.stream, hold.identifier, false);
+      return;
+    }
     for (const entry of hold.buffer.splice(0)) {
       if (hold.covers(entry.position)) continue;
       hold.client.send(entry.position
         ? positionedMessageFrame(hold.identifier, hold.stream, entry.data, entry.position)
         : `${messageFramePrefix(hold.identifier)}${messageJsonFromData(entry.data)}}`);
     }
-    this.gate.release(socket, hold.stream, hold.identifier);
+    this.gate.release(hold.socket, hold.stream, hold.identifier, true);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { TOKEN_SUBPROTOCOL_PREFIX, SUPPORTED_PROTOCOLS, type SupportedProtocol } from '../protocol/messages.js';
 import type { RequestInfo } from '../node/controller.js';
+import { parsePingPrecision } from '../protocol/ext-frames.js';
 
 export interface UpgradeOptions {
   readonly proxiedHeaders: readonly string[];
@@ -12,7 +13,7 @@ export interface UpgradeOptions {
 
 /** Everything the upgrade needs; only `info` outlives it, kept small because it lives per connection. */
 export interface CapturedUpgrade {
-  readonly info: Omit<RequestInfo, 'keyUserId'>;
+  readonly info: Omit<RequestInfo, 'keyUserId' | 'protocol'>;
   readonly query: URLSearchParams;
   readonly remoteAddress: string;
   /** The selected sub-protocol ('' when the client offered none of ours). */
@@ -60,6 +61,9 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
       url,
       headers,
       token,
+      // The header wins over the query (anycable-go's order).
+      restoreSid: req.getHeader('x-anycable-restore-sid') || query.get('sid') || '',
+      pingPrecision: parsePingPrecision(query.get('ptp')),
     },
     query,
     remoteAddress,

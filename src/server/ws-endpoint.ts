@@ -98,8 +98,9 @@ export class WsEndpoint {
       }
     }
     // A literal, not a spread: V8 gave each spread copy a map of its own (~200 bytes per connection).
-    const { url, headers, token } = captured.info;
-    const session = this.node.createSession(randomUUID(), { url, headers, token, keyUserId }, captured.pingOverride);
+    const { url, headers, token, restoreSid, pingPrecision } = captured.info;
+    const { protocol } = captured;
+    const session = this.node.createSession(randomUUID(), { url, headers, token, keyUserId, protocol, restoreSid, pingPrecision }, captured.pingOverride);
     res.cork(() => {
       res.writeStatus('101 Switching Protocols');
       res.writeHeader('X-AnyCable-Version', VERSION);

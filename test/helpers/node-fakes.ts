@@ -226,7 +226,7 @@ export function nodeHarness(controller: Controller, opts: { maxCommandQueueSize?
   return {
     node, hub, topics, metrics, disconnects, streamsAdded, streamsRemoved,
     connect(sid) {
-      const session = node.createSession(sid, { url: 'http://localhost/cable', headers: {}, token: '', keyUserId: null }, null);
+      const session = node.createSession(sid, { url: 'http://localhost/cable', headers: {}, token: '', keyUserId: null, protocol: '', restoreSid: '', pingPrecision: 's' }, null);
       const socket = new FakeSocket(topics);
       socket.onClose = () => node.onClose(session);
       node.onOpen(session, socket);

@@ -261,7 +261,7 @@ describe('Semaphore and RPC retries', () => {
     const metrics = new Metrics();
     const rpc = new RpcController(transport, { concurrency: 1, commandTimeoutMs: 60_000, requestTimeoutMs: 0 }, metrics, pino({ level: 'silent' }));
     const closing = new AbortController();
-    const ctx = { sid: 'a', request: { url: 'http://x/', headers: {}, token: '', keyUserId: null }, identifiers: '', cstate: {}, signal: closing.signal };
+    const ctx = { sid: 'a', request: { url: 'http://x/', headers: {}, token: '', keyUserId: null, protocol: '' as const, restoreSid: '', pingPrecision: 's' as const }, identifiers: '', cstate: {}, signal: closing.signal };
     const started = Date.now();
     const call = rpc.perform(ctx, 'ch', '{}', {});
     await settle();

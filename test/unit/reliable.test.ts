@@ -131,7 +131,7 @@ class FakeClient implements HistoryClient {
 
 const gate: TopicGate = {
   hold: (socket, stream, identifier) => { socket.unsubscribe(JSON.stringify([stream, identifier])); },
-  release: (socket, stream, identifier) => { socket.subscribe(JSON.stringify([stream, identifier])); },
+  release: (socket, stream, identifier, live) => { if (live) socket.subscribe(JSON.stringify([stream, identifier])); },
 };
 
 describe('history server with catch-up holds', () => {

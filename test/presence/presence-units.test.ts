@@ -10,7 +10,7 @@ import type { CallContext } from '../../src/node/controller.js';
 
 const ctx: CallContext = {
   sid: 'sid-1',
-  request: { url: 'http://localhost/cable', headers: {}, token: '', keyUserId: null },
+  request: { url: 'http://localhost/cable', headers: {}, token: '', keyUserId: null, protocol: '', restoreSid: '', pingPrecision: 's' },
   identifiers: '{}',
   cstate: {},
   signal: new AbortController().signal,

@@ -29,6 +29,16 @@ async function groupExists(redis: Redis, stream: string, group = 'bx'): Promise<
   throw new Error('consumer group never created');
 }
 
+/** Pub/sub subscriptions are made in the background: wait until both nodes listen on the stream. */
+async function bothNodesListen(redis: Redis, stream: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const reply = (await redis.call('PUBSUB', 'NUMSUB', `cablecat:stream:${stream}`)) as [string, number];
+    if (Number(reply[1]) >= 2) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('pub/sub subscriptions never made');
+}
+
 describe('redisx broadcast adapter (Redis Streams consumer group)', () => {
   const redisStream = `test-redisx-${unique()}`;
   const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
@@ -49,6 +59,7 @@ describe('redisx broadcast adapter (Redis Streams consumer group)', () => {
     const stream = `room-${unique()}`;
     const a = await subscriber(nodes[0]!, stream);
     const b = await subscriber(nodes[1]!, stream);
+    await bothNodesListen(redis, stream);
     for (let n = 1; n <= 5; n++) await redis.xadd(redisStream, '*', 'payload', JSON.stringify({ stream, data: JSON.stringify({ n }) }));
     await redis.xadd(redisStream, '*', 'payload', JSON.stringify([{ stream, data: '{"n":6}' }, { stream, data: '{"n":7}' }]));
     for (const { client, id } of [a, b]) {

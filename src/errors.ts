@@ -1,3 +1,5 @@
+import { maskUrlsIn } from './logging/mask.js';
+
 /** Base error with a stable code; callers test `code`, never the message. */
 export class CablecatError extends Error {
   readonly code: string;
@@ -12,7 +14,7 @@ export class CablecatError extends Error {
 export class ConfigError extends CablecatError {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
-    super('CABLECAT_ERR_CONFIG', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super('CABLECAT_ERR_CONFIG', `invalid configuration:\n${problems.map((p) => `  - ${maskUrlsIn(p)}`).join('\n')}`);
     this.problems = problems;
   }
 }

@@ -1,5 +1,6 @@
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from '../logging/logger.js';
+import { RateLimitedLog } from '../logging/rate-limited.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 /** Publications held while NATS has never been reached; past this they are refused (and counted). */
@@ -21,17 +22,39 @@ export class NatsLink {
   private resolveConnection: (connection: NatsConnection) => void = () => undefined;
   /** Resolves once the first connect succeeded (JetStream users wait on it). */
   readonly connection$ = new Promise<NatsConnection>((resolve) => { this.resolveConnection = resolve; });
+  private readonly quiet: RateLimitedLog;
 
   constructor(private readonly servers: readonly string[], role: string, private readonly metrics: Metrics, logger: Logger) {
     this.log = logger.child({ role });
+    this.quiet = new RateLimitedLog(this.log);
     metrics.registerGauge('broker_connected', () => (this.up ? 1 : 0));
   }
 
   start(): void {
-    this.log.info('connecting to nats');
-    connect({ servers: [...this.servers], waitOnFirstConnect: true, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000 })
-      .then((connection) => this.onConnected(connection))
-      .catch((err: unknown) => this.log.error({ err: String(err) }, 'nats connection failed'));
+    this.log.info({ servers: this.servers }, 'connecting to nats');
+    void this.connectUntilUp();
+  }
+
+  /**
+   * nats.js's waitOnFirstConnect retries silently (an unreachable NATS logged nothing for 15 s):
+   * we make the first attempts ourselves, warn at the first failure as for Redis, then rate-limited.
+   */
+  private async connectUntilUp(): Promise<void> {
+    for (let attempt = 1; !this.closed; attempt++) {
+      try {
+        const connection = await connect({
+          servers: [...this.servers], waitOnFirstConnect: false, timeout: 5000,
+          reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 5000,
+        });
+        this.onConnected(connection);
+        return;
+      } catch (err) {
+        const fields = { servers: this.servers, err: String(err), attempts: attempt };
+        if (attempt === 1) this.log.warn(fields, 'nats unreachable, retrying in the background (publications are held meanwhile)');
+        else this.quiet.warn('unreachable', fields, 'nats still unreachable');
+      }
+      await new Promise<void>((resolve) => setTimeout(resolve, Math.min(250 * attempt, 2000)).unref());
+    }
   }
 
   private onConnected(connection: NatsConnection): void {

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import { RateLimitedLog } from '../logging/rate-limited.js';
+import { maskUrlsIn } from '../logging/mask.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 /**
@@ -38,7 +39,7 @@ export function connectRedis(url: string, role: string, metrics: Metrics, logger
   return client;
 }
 
-/** Redacts the password of a redis URL for logs. */
+/** Masks the credentials of a URL for logs. */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, '//******@');
+  return maskUrlsIn(url);
 }

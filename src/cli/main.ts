@@ -2,6 +2,7 @@
 // server actually starts, so --help, --version and config errors answer at once, even without a uWS binary.
 import { loadConfig, helpText, printableConfig } from '../config/load.js';
 import { ConfigError, errorMessage } from '../errors.js';
+import { maskUrlsIn } from '../logging/mask.js';
 import { VERSION } from '../version.js';
 import { checkSecrets } from './secure-start.js';
 import { describeStartFailure, formatStartFailure } from './start-errors.js';
@@ -128,6 +129,6 @@ async function main(argv: readonly string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`cablecat: ${errorMessage(err)}\n`);
+  process.stderr.write(`cablecat: ${maskUrlsIn(errorMessage(err))}\n`);
   process.exit(1);
 });

@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.js';
 import { CablecatError, ConfigError, errorMessage } from '../errors.js';
+import { maskUrlsIn } from '../logging/mask.js';
 
 /**
  * Start-up failures printed the way config errors are: one list, each line naming the flag, file or port
@@ -45,5 +46,5 @@ export function describeStartFailure(err: unknown, config: Config): StartFailure
 /** The one format every start-up problem is printed in (the same as config errors). */
 export function formatStartFailure(failure: StartFailure): string {
   const head = failure.kind === 'config' ? 'invalid configuration' : 'cannot start';
-  return `cablecat: ${head}:\n${failure.problems.map((p) => `  - ${p}`).join('\n')}\n`;
+  return `cablecat: ${head}:\n${failure.problems.map((p) => `  - ${maskUrlsIn(p)}`).join('\n')}\n`;
 }

@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { deriveKey } from '../auth/keys.js';
+import { maskUrlsIn } from '../logging/mask.js';
 import { FLAGS, envNameFor, type FlagSpec } from './flags.js';
 import type { BroadcastAdapterKind, BrokerSetting, Config, DisconnectMode, LogLevel, PubsubKind } from './config.js';
 import { presetDefaults } from './presets.js';
@@ -278,10 +279,8 @@ export function helpText(): string {
   return lines.join('\n');
 }
 
-/** `//user:password@host` in URLs (Redis, NATS, RPC) shows as `//******@host`. */
-function redactCredentials(value: string): string {
-  return value.replace(/\/\/([^@/\s]*)@/g, '//******@');
-}
+/** `//user:password@host` in URLs (Redis, NATS, RPC) shows as `//******@host` (see logging/mask). */
+const redactCredentials = maskUrlsIn;
 
 /**
  * --print-config: every flag by its name (as the user writes it in flags and ANYCABLE_* env), with its

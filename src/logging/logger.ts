@@ -1,4 +1,5 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { maskFields, maskUrlsIn } from './mask.js';
 
 export type { Logger };
 
@@ -45,7 +46,18 @@ export interface LoggerOptions {
 export function createLogger(opts: LoggerOptions): Logger {
   const out = opts.destination ?? process.stdout;
   const dest: DestinationStream = opts.format === 'json' ? { write: (s: string) => { out.write(s); } } : textStream(out);
-  return pino({ level: opts.level, base: null, redact: { paths: REDACT_PATHS, censor: '[REDACTED]' } }, dest);
+  return pino({
+    level: opts.level,
+    base: null,
+    redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+    // URL credentials (redis://:pw@…, nats://user:pw@…) are masked in every message and field.
+    hooks: {
+      logMethod(args, method) {
+        const masked = args.map((a: unknown) => (typeof a === 'string' ? maskUrlsIn(a) : typeof a === 'object' && a !== null ? maskFields(a) : a));
+        method.apply(this, masked as Parameters<typeof method>);
+      },
+    },
+  }, dest);
 }
 
 /** Keeps long payloads out of log lines. */

@@ -323,3 +323,65 @@ describe('issue 11: fail loudly on a taken port, a missing TLS file, a bad users
     }
   });
 });
+
+/** A port nothing listens on (bound and released at once). */
+async function closedPort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Waits for a log line matching `pattern` (fails after `timeoutMs`). */
+async function logLine(server: TestServer, pattern: RegExp, timeoutMs = 3000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const line = server.logs.lines.find((l) => pattern.test(l));
+    if (line !== undefined) return line;
+    if (Date.now() > deadline) throw new Error(`no log line matching ${pattern} within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+describe('issue 11: URL credentials are masked; an unreachable NATS is reported at once', () => {
+  test('--print-config masks passwords inside --nats_servers, --redis_url and an HTTP --rpc_host', () => {
+    const r = runCli(['--print-config', '--nats_servers', 'nats://bob:natspass1@n1:4222,nats://natstoken2@n2:4222',
+      '--redis_url', 'redis://:redispass3@r:6379/0', '--rpc_host', 'https://app:rpcpass4@app.example.com/anycable']);
+    assert.equal(r.code, 0, r.out);
+    for (const secret of ['natspass1', 'natstoken2', 'redispass3', 'rpcpass4']) assert.ok(!r.out.includes(secret), `${secret} printed`);
+    const config = JSON.parse(r.out) as Record<string, string>;
+    assert.equal(config.nats_servers, 'nats://******@n1:4222,nats://******@n2:4222');
+    assert.equal(config.redis_url, 'redis://******@r:6379/0');
+    assert.equal(config.rpc_host, 'https://******@app.example.com/anycable');
+  });
+
+  test('an unreachable NATS is warned about at once, with its URL masked; clients keep working', async () => {
+    const port = await closedPort();
+    await withServer(['--noauth', '--norpc', '--broadcast_adapter', 'nats', '--nats_servers', `nats://bob:natspass5@127.0.0.1:${port}`], async (server) => {
+      const line = await logLine(server, /nats unreachable/);
+      const record = JSON.parse(line) as { level: number; servers: string[] };
+      assert.equal(record.level, 40);
+      assert.deepEqual(record.servers, [`nats://******@127.0.0.1:${port}`]);
+      assert.ok(!server.logs.text.includes('natspass5'));
+      const client = await RawClient.connect(server.url);
+      assert.equal(((await client.next()) as { type: string }).type, 'welcome');
+      await client.close();
+    });
+  });
+
+  test('URL credentials in any log message or field and in config errors are masked', async () => {
+    const { LogCapture } = await import('../helpers/server.js');
+    const { createLogger } = await import('../../src/logging/logger.js');
+    const { ConfigError } = await import('../../src/errors.js');
+    const capture = new LogCapture();
+    const logger = createLogger({ level: 'info', format: 'json', destination: capture });
+    logger.warn({ url: 'redis://:pw6@h:6379', servers: ['nats://u:pw7@h'], err: new Error('dial rediss://u:pw8@h failed') }, 'cannot reach amqp://u:pw9@h?password=pw10');
+    assert.deepEqual(capture.records()[0], {
+      level: 40, time: capture.records()[0]?.time, url: 'redis://******@h:6379', servers: ['nats://******@h'],
+      err: 'dial rediss://******@h failed', msg: 'cannot reach amqp://******@h?password=******',
+    });
+    assert.equal(new ConfigError(['--redis_url: "redis://:pw11@h" is odd']).message, 'invalid configuration:\n  - --redis_url: "redis://******@h" is odd');
+  });
+});

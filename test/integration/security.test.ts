@@ -68,19 +68,6 @@ describe('HTTP API key, WebSocket key, minted tokens', () => {
     }
   });
 
-  test('a wrong user takes about as long as a wrong password; repeated failures are slowed down', async () => {
-    const time = async (creds: object): Promise<number> => {
-      const t = Date.now();
-      await postJson(`${server.http}/auth/token`, creds);
-      return Date.now() - t;
-    };
-    const wrongPassword = await time({ username: 'alice', password: 'x' });
-    const wrongUser = await time({ username: 'nobody', password: 'x' });
-    assert.ok(Math.abs(wrongPassword - wrongUser) < 80, `${wrongPassword} ms vs ${wrongUser} ms`);
-    for (let i = 0; i < 4; i++) await time({ username: 'alice', password: 'x' });
-    assert.ok((await time({ username: 'alice', password: 'x' })) >= 100, 'slowed down after repeated failures');
-  });
-
   test('WebSocket key: no credential or a wrong key gets 403; the key in ?token= is accepted as {"user_id":<path id>}', async () => {
     for (const url of [server.url, `${server.url}?token=wrong`, `${server.url}?key=${WS_KEY}`]) {
       const client = new RawClient(url);

@@ -31,6 +31,10 @@ async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(`${versionReport()}\n`);
     return;
   }
+  if (argv[0] === 'healthcheck') {
+    const { healthcheck } = await import('./healthcheck.js');
+    process.exit(await healthcheck(argv.slice(1), process.env));
+  }
   if (argv[0] === 'hash-password') {
     const { hashPassword } = await import('../auth/users.js');
     const password = await readStdin();

@@ -266,7 +266,7 @@ function deepFreeze<T>(value: T): T {
 }
 
 export function helpText(): string {
-  const lines = ['Usage: cablecat [options]', '       cablecat hash-password   (reads a password from stdin, prints a users_file line hash)', ''];
+  const lines = ['Usage: cablecat [options]', '       cablecat hash-password   (reads a password from stdin, prints a users_file line hash)', '       cablecat healthcheck     (GET the health path of the running server, for Docker HEALTHCHECK; exit 0/1)', ''];
   let group = '';
   for (const f of FLAGS) {
     if (f.group !== group) { group = f.group; lines.push(`${group.toUpperCase()}:`); }

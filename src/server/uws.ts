@@ -75,7 +75,8 @@ export function predictUws(host: UwsHost = detectHost()): InstalledUws | null {
   return null;
 }
 
-function loadOne(installed: InstalledUws): Uws {
+/** Loads one installed package; throws when only its JS fallback (not the native binary) loads. */
+export function loadInstalled(installed: InstalledUws): Uws {
   const { log, warn } = console;
   let uws: Uws;
   try {
@@ -111,7 +112,7 @@ export function loadUwsPackage(): LoadedUws {
     if (!installed) continue;
     found.add(pkg.name);
     try {
-      loaded = { ...installed, uws: loadOne(installed) };
+      loaded = { ...installed, uws: loadInstalled(installed) };
       return loaded;
     } catch (err) {
       failures.push(`${installed.id}: ${firstLine(errorMessage(err))}`);
@@ -142,3 +143,6 @@ export function describeUws(installed: InstalledUws | null, host: UwsHost): stri
   const file = installed.pkg.binaryFile(host);
   return `${installed.id} (${file})`;
 }
+
+/** For tests and tools: the package that ships a JS fallback. */
+export { TRUFFLESUITE as TRUFFLESUITE_PACKAGE } from './uws-select.js';

@@ -10,6 +10,8 @@ import { FLAGS } from '../../src/config/flags.js';
 import { VERSION } from '../../src/version.js';
 import { detectHost, findInstalled } from '../../src/server/uws.js';
 import { OFFICIAL, bundledUwsFor } from '../../src/server/uws-select.js';
+import { serverArgs } from '../../src/cli/healthcheck.js';
+import { withServer } from '../helpers/server.js';
 
 // These run the CLI the way users do: as a process, through npm, and from the packed tarball.
 const ROOT = process.cwd();
@@ -252,6 +254,116 @@ describe('npm package', () => {
       assert.match(version.stdout, new RegExp(`uWebSockets.js: ${expectedUws()}@`));
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Reads the image's ENV, ENTRYPOINT and HEALTHCHECK from the Dockerfile (no Docker engine on CI). */
+function dockerfile(): { env: Record<string, string>; entrypoint: string[]; healthcheck: string[] } {
+  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  const env: Record<string, string> = {};
+  for (const line of runtime.split('\n').filter((l) => l.startsWith('ENV '))) {
+    for (const pair of line.slice(4).trim().split(/\s+/)) {
+      const [key, value] = pair.split('=');
+      if (key && value !== undefined) env[key] = value;
+    }
+  }
+  const json = (prefix: RegExp): string[] => JSON.parse(prefix.exec(runtime)?.[1] ?? '[]') as string[];
+  return { env, entrypoint: json(/^ENTRYPOINT (\[.*\])$/m), healthcheck: json(/^HEALTHCHECK .*CMD (\[.*\])$/m) };
+}
+
+function runNode(argv: readonly string[], env: NodeJS.ProcessEnv): SpawnSyncReturns<string> {
+  assert.equal(argv[0], 'node');
+  return spawnSync(process.execPath, argv.slice(1), { cwd: ROOT, encoding: 'utf8', env: { ...BASE_ENV, ...env }, timeout: 20_000 });
+}
+
+/** Like runNode, without blocking this process (for a server running in it). */
+async function runNodeAsync(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string }> {
+  const child = spawn(process.execPath, argv.slice(1), { cwd: ROOT, env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
+  const [status] = (await once(child, 'close')) as [number | null];
+  return { status, stdout };
+}
+
+describe('Docker image (run the way its Dockerfile says)', () => {
+  test('PORT from the platform sets the port (the image does not pin ANYCABLE_PORT); HEALTHCHECK follows it and --health_path', async () => {
+    const image = dockerfile();
+    assert.equal(image.env.ANYCABLE_PORT, undefined, 'ANYCABLE_PORT in the image would override -e PORT=');
+    assert.equal(image.env.NODE_ENV, 'production');
+    const port = await freePort();
+    const env = {
+      ...image.env, PORT: String(port), ANYCABLE_HEALTH_PATH: '/up', ANYCABLE_SECRET: 'docker-test-secret-0123456789abcdef',
+      ANYCABLE_HTTP_BROADCAST_PORT: '0', ANYCABLE_NORPC: 'true',
+    };
+    const [command, ...args] = image.entrypoint;
+    assert.equal(command, 'node');
+    const server = spawn(process.execPath, args, { cwd: ROOT, env: { ...BASE_ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    server.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+    server.stderr.setEncoding('utf8').on('data', (c: string) => { out += c; });
+    const exited = once(server, 'exit');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout.on('data', () => { if (out.includes('cablecat started')) resolve(); });
+        server.once('exit', () => reject(new Error(`server exited:\n${out}`)));
+      });
+      assert.match(out, new RegExp(`address=http://0\\.0\\.0\\.0:${port}`));
+      const healthy = runNode(image.healthcheck, env);
+      assert.equal(healthy.stdout, `healthy: http://127.0.0.1:${port}/up answered 200\n`);
+      assert.equal(healthy.status, 0);
+      // The same check against the wrong path fails: it really follows --health_path.
+      const wrongPath = runNode([...image.healthcheck, '--port', String(port), '--health_path', '/nope', '--host', '127.0.0.1'], env);
+      assert.equal(wrongPath.status, 1);
+      assert.equal(wrongPath.stdout, `unhealthy: http://127.0.0.1:${port}/nope answered 404\n`);
+    } finally {
+      server.kill('SIGTERM');
+      await exited;
+    }
+    const down = runNode(image.healthcheck, env);
+    assert.equal(down.status, 1);
+    assert.equal(down.stdout, `unhealthy: http://127.0.0.1:${port}/up: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+  });
+
+  test('HEALTHCHECK speaks TLS when the server does (self-signed is fine: it checks liveness)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-hc-tls-'));
+    try {
+      spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=example.test'], { stdio: 'ignore' });
+      const tls = ['--ssl_cert', join(dir, 'cert.pem'), '--ssl_key', join(dir, 'key.pem')];
+      await withServer(['--noauth', '--norpc', ...tls], async (server) => {
+        const r = await runNodeAsync(['node', 'bin/cablecat.js', 'healthcheck', '--host', '127.0.0.1', '--port', String(server.port), ...tls], {});
+        assert.equal(r.stdout, `healthy: https://127.0.0.1:${server.port}/health answered 200\n`);
+        assert.equal(r.status, 0);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the check finds the server flags on PID 1, or on a child of an init at PID 1', () => {
+    const proc = mkdtempSync(join(tmpdir(), 'cablecat-proc-'));
+    const fake = (pid: number, ppid: number, argv: readonly string[]): void => {
+      mkdirSync(join(proc, String(pid)));
+      writeFileSync(join(proc, String(pid), 'cmdline'), `${argv.join('\0')}\0`);
+      writeFileSync(join(proc, String(pid), 'stat'), `${pid} (node x) S ${ppid} 1 1 0 -1`);
+    };
+    try {
+      fake(1, 0, ['node', 'bin/cablecat.js', '--port', '9000', '--health_path', '/up']);
+      fake(30, 0, ['node', 'bin/cablecat.js', 'healthcheck']);
+      assert.deepEqual(serverArgs(proc), ['--port', '9000', '--health_path', '/up']);
+      rmSync(join(proc, '1'), { recursive: true });
+      fake(1, 0, ['/sbin/docker-init', '--', 'node', '/app/bin/cablecat.js']);
+      // docker-init's own argv names the CLI with nothing after it: that is PID 1's (empty) flags too.
+      assert.deepEqual(serverArgs(proc), []);
+      rmSync(join(proc, '1'), { recursive: true });
+      fake(1, 0, ['/sbin/tini', '-s', '--', 'sh', '-c', 'node bin/cablecat.js --port 1']);
+      fake(7, 1, ['node', '/app/bin/cablecat.js', '--port', '9001']);
+      fake(8, 7, ['node', '/app/bin/cablecat.js', '--port', '9002']);
+      assert.deepEqual(serverArgs(proc), ['--port', '9001']);
+      assert.equal(serverArgs(join(proc, 'missing')), null);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
     }
   });
 });

@@ -1,0 +1,173 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { RawClient, identifier } from '../helpers/ws-client.js';
+import { broadcast, httpRequest } from '../helpers/http.js';
+import { signToken } from '../helpers/tokens.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { deriveKey } from '../../src/auth/keys.js';
+
+const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
+const EXT = ['actioncable-v1-ext-json'];
+const unique = (): string => randomBytes(5).toString('hex');
+
+interface Positioned { identifier: string; message: unknown; stream_id: string; epoch: string; offset: number }
+
+async function connect(server: TestServer, query = ''): Promise<{ client: RawClient; welcome: Record<string, unknown> }> {
+  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"7"}' }, { expiresIn: 300 });
+  const client = await RawClient.connect(`${server.url}?jid=${token}${query}`, { protocols: EXT });
+  const welcome = (await client.next()) as Record<string, unknown>;
+  assert.equal(welcome.type, 'welcome');
+  return { client, welcome };
+}
+
+async function subscribe(client: RawClient, stream: string, history?: unknown): Promise<string> {
+  const id = identifier('$pubsub', { stream_name: stream });
+  client.send({ command: 'subscribe', identifier: id, ...(history === undefined ? {} : { history }) });
+  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
+  return id;
+}
+
+async function publish(server: TestServer, stream: string, ...datas: unknown[]): Promise<void> {
+  for (const data of datas) assert.equal((await broadcast(server.http, { stream, data: JSON.stringify(data) }, BROADCAST_KEY)).status, 201);
+}
+
+/** Frames until (and without) the one of `type`. */
+async function until(client: RawClient, type: string): Promise<Positioned[]> {
+  const out: Positioned[] = [];
+  for (;;) {
+    const frame = (await client.next(5000)) as Positioned & { type?: string };
+    if (frame.type === type) return out;
+    out.push(frame);
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Sends probes until a subscriber on each node got one: pub/sub subscriptions are made in the background. */
+async function settle(via: TestServer, stream: string, clients: RawClient[]): Promise<void> {
+  const got = new Set<RawClient>();
+  for (let i = 0; got.size < clients.length; i++) {
+    if (i > 100) throw new Error('pub/sub never settled');
+    await publish(via, stream, `probe-${i}`);
+    for (const c of clients) if (!got.has(c) && (await c.next(100).catch(() => null)) !== null) got.add(c);
+  }
+  for (const c of clients) while ((await c.next(150).catch(() => null)) !== null);
+}
+
+for (const kind of ['redis', 'nats'] as const) {
+  describe(`--broker ${kind} on two nodes`, () => {
+    let a: TestServer;
+    let b: TestServer;
+    before(async () => {
+      const args = ['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', kind];
+      a = await startServer(args);
+      b = await startServer(args);
+      for (const node of [a, b]) await waitFor(async () => (await httpRequest(`${node.http}/health`)).status === 200, 'broker ready');
+    });
+    after(async () => {
+      await a.stop();
+      await b.stop();
+    });
+
+    test('positions are shared: a broadcast into either node gets the next offset of one epoch', async () => {
+      const stream = `s-${unique()}`;
+      const onA = await connect(a);
+      const onB = await connect(b);
+      await subscribe(onA.client, stream);
+      await subscribe(onB.client, stream);
+      await settle(a, stream, [onA.client, onB.client]);
+      await publish(a, stream, 'x');
+      await publish(b, stream, 'y');
+      const fromA = [(await onA.client.next()) as Positioned, (await onA.client.next()) as Positioned];
+      const fromB = [(await onB.client.next()) as Positioned, (await onB.client.next()) as Positioned];
+      assert.deepEqual(fromA.map((f) => f.message), ['x', 'y']);
+      assert.deepEqual(fromB.map((f) => [f.message, f.epoch, f.offset]), fromA.map((f) => [f.message, f.epoch, f.offset]));
+      assert.equal(fromA[0]!.epoch, fromA[1]!.epoch);
+      assert.ok(fromA[1]!.offset > fromA[0]!.offset);
+      await onA.client.close();
+      await onB.client.close();
+    });
+
+    test('a session left on one node is restored on the other, and catches up from its position', async () => {
+      const stream = `s-${unique()}`;
+      const first = await connect(a);
+      const id = await subscribe(first.client, stream);
+      await settle(a, stream, [first.client]);
+      await publish(a, stream, 1);
+      const seen = (await first.client.next()) as Positioned;
+      await first.client.close();
+      await publish(b, stream, 2, 3);
+      const restores = b.app.metrics.counters.sessions_restored_total;
+      const second = await connect(b, `&sid=${String(first.welcome.sid)}`);
+      assert.deepEqual(second.welcome, { type: 'welcome', sid: second.welcome.sid, restored: true, restored_ids: [id] });
+      assert.equal(b.app.metrics.counters.sessions_restored_total, restores + 1);
+      second.client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: seen.epoch, offset: seen.offset } } } });
+      const caught = await until(second.client, 'confirm_history');
+      assert.deepEqual(caught.map((f) => f.message), [2, 3]);
+      assert.ok(caught.every((f) => f.epoch === seen.epoch && f.stream_id === stream && f.identifier === id));
+      await publish(a, stream, 4);
+      const live = (await second.client.next(5000)) as Positioned;
+      assert.equal(live.message, 4);
+      assert.ok(live.offset > caught[1]!.offset);
+      assert.equal(await second.client.nothingWithin(300), null, 'nothing twice');
+      await second.client.close();
+    });
+
+    test('subscribe with history.since on one node returns what was broadcast through the other', async () => {
+      const stream = `s-${unique()}`;
+      await publish(a, stream, 'old-1', 'old-2');
+      const { client } = await connect(b);
+      const id = await subscribe(client, stream, { since: Math.floor(Date.now() / 1000) - 30 });
+      const history = await until(client, 'confirm_history');
+      assert.deepEqual(history.map((f) => [f.identifier, f.message]), [[id, 'old-1'], [id, 'old-2']]);
+      client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: 'gone', offset: 1 } } } });
+      assert.deepEqual(await client.next(5000), { type: 'reject_history', identifier: id });
+      await client.close();
+    });
+  });
+}
+
+describe('broker restarts (connections cut through a proxy)', () => {
+  for (const kind of ['redis', 'nats'] as const) {
+    test(`--broker ${kind}: /health says 503 while it is down, broadcasts are held, and it recovers without a restart`, async () => {
+      const proxy = new TcpProxy(kind === 'redis' ? 6379 : 4222);
+      const port = await proxy.start();
+      const url = kind === 'redis' ? ['--redis_url', `redis://127.0.0.1:${port}`] : ['--nats_servers', `nats://127.0.0.1:${port}`];
+      const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', kind, ...url]);
+      try {
+        const health = async (): Promise<number> => (await httpRequest(`${server.http}/health`)).status;
+        await waitFor(async () => (await health()) === 200, 'healthy');
+        const stream = `s-${unique()}`;
+        const { client } = await connect(server);
+        const id = await subscribe(client, stream);
+        await settle(server, stream, [client]);
+        await publish(server, stream, 'before');
+        const before = (await client.next()) as Positioned;
+        await proxy.stop();
+        await waitFor(async () => (await health()) === 503, 'unhealthy');
+        assert.equal((await httpRequest(`${server.http}/health`)).body, 'Broker unavailable');
+        await publish(server, stream, 'during');
+        await proxy.start(port);
+        await waitFor(async () => (await health()) === 200, 'healthy again');
+        const during = (await client.next(10_000)) as Positioned;
+        assert.equal(during.message, 'during');
+        assert.equal(during.epoch, before.epoch);
+        assert.ok(during.offset > before.offset);
+        client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: before.epoch, offset: before.offset } } } });
+        assert.deepEqual((await until(client, 'confirm_history')).map((f) => f.message), ['during']);
+        await client.close();
+      } finally {
+        await server.stop();
+        await proxy.stop();
+      }
+    });
+  }
+});

@@ -15,6 +15,7 @@ const sizes = opt('sizes', '1000,5000').split(',').map(Number);
 const scenarios = opt('scenarios', 'connect,fanout,memory').split(',');
 const broadcasts = Number(opt('broadcasts', '50'));
 const interval = Number(opt('interval', '0'));
+const only = opt('servers', '').split(',').filter((s) => s !== '');
 const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).stdout.trim() !== '';
 const SECRET = 'bench-secret-0123456789abcdef';
 const RPC_PORT = 50061;
@@ -50,13 +51,16 @@ interface ServerSpec {
   readonly redisChannel?: string;
 }
 
-const cablecatArgs = (port: number, extra: string[]): string[] => [join(root, 'dist/src/cli/main.js'), '--port', String(port), '--host', '127.0.0.1',
-  '--secret', SECRET, '--public_streams', '--broadcast_key', 'none', '--log_level', 'info', '--log_format', 'json', '--ping_interval', '60', ...extra];
+/** --before=<checkout>: also runs the cablecat built in another checkout (its dist/), for before/after in one run. */
+const beforeRoot = opt('before', '');
+const cablecatArgs = (port: number, extra: string[], from = root): string[] => [join(from, 'dist/src/cli/main.js'), '--port', String(port), '--host', '127.0.0.1',
+  '--http_broadcast_port', String(port), '--secret', SECRET, '--public_streams', '--broadcast_key', 'none', '--log_level', 'info', '--log_format', 'json', '--ping_interval', '60', ...extra];
 const SERVERS: readonly ServerSpec[] = [
   { name: 'bare-uws', args: (p) => [join(here, 'baselines/bare-uws.js'), String(p)], ready: /ready/, jwt: true },
   { name: 'ws', args: (p) => [join(here, 'baselines/ws-server.js'), String(p)], ready: /ready/, jwt: true },
   { name: 'cablecat-jwt', args: (p) => cablecatArgs(p, ['--norpc']), ready: /cablecat started/, jwt: true },
   { name: 'cablecat-redis', args: (p) => cablecatArgs(p, ['--norpc', '--broadcast_adapter', 'redis', '--redis_channel', `__cablecat_bench_${p}__`]), ready: /cablecat started/, jwt: true, fanoutOnly: true, redisChannel: '__cablecat_bench_PORT__' },
+  ...(beforeRoot ? [{ name: 'cablecat-jwt-before', args: (p: number) => cablecatArgs(p, ['--norpc'], beforeRoot), ready: /cablecat started/, jwt: true }] : []),
   { name: 'cablecat-rpc', args: (p) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never']), ready: /cablecat started/, jwt: false, connectOnly: true },
 ];
 
@@ -165,7 +169,7 @@ async function main(): Promise<void> {
   let port = 19100;
   try {
     for (const size of sizes) {
-      for (const spec of SERVERS) {
+      for (const spec of SERVERS.filter((s) => only.length === 0 || only.includes(s.name))) {
         for (const scenario of scenarios) {
           if ((spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
           port++;

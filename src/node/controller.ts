@@ -85,11 +85,21 @@ export interface DisconnectContext extends CallContext {
   readonly istates: Readonly<Record<string, string>>;
 }
 
+/**
+ * A value now, or later. Layers that decide without I/O (JWT, public, signed streams) answer with the value
+ * itself, so the common connect and subscribe run to the end inside the socket callback.
+ */
+export type Awaitable<T> = T | Promise<T>;
+
+export function isPromise<T>(value: Awaitable<T>): value is Promise<T> {
+  return value instanceof Promise;
+}
+
 export interface Controller {
-  authenticate(ctx: CallContext): Promise<ConnectResult>;
-  subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult>;
-  unsubscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult>;
-  perform(ctx: CallContext, identifier: string, data: string, istate: Readonly<Record<string, string>>): Promise<CommandResult>;
+  authenticate(ctx: CallContext): Awaitable<ConnectResult>;
+  subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult>;
+  unsubscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult>;
+  perform(ctx: CallContext, identifier: string, data: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult>;
   disconnect(ctx: DisconnectContext): Promise<void>;
   shutdown(): Promise<void>;
 }

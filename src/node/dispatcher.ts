@@ -9,8 +9,8 @@ import type { SessionKeeper } from '../reliable/session-keeper.js';
 import type { HistoryRequest } from '../reliable/history-request.js';
 import { WHISPER_STATE_KEY } from '../streams/streams-controller.js';
 import { errorMessage } from '../errors.js';
-import { CancelledError, commandResult, type CommandResult, type Controller } from './controller.js';
-import type { ChannelCommand, Session, SessionCall } from './session.js';
+import { CancelledError, commandResult, isPromise, type Awaitable, type CommandResult, type ConnectResult, type Controller } from './controller.js';
+import type { ChannelCommand, Pending, Session, SessionCall } from './session.js';
 
 export interface DispatcherDeps {
   readonly controller: Controller;
@@ -40,15 +40,21 @@ export class Dispatcher {
     this.log = deps.logger.child({ component: 'node' });
   }
 
-  run(session: Session, call: SessionCall): Promise<void> {
+  /**
+   * Runs one call. A layer that answers with a value (JWT, public, signed streams) is applied right here,
+   * inside the socket callback, and the answer is `undefined`; an answer still to come is a promise.
+   * Either way the call's effects are applied exactly once, in the same order.
+   */
+  run(session: Session, call: SessionCall): Pending {
     if (call.kind === 'authenticate') return this.authenticate(session);
     return this.command(session, call.command);
   }
 
   /** Counts and (at debug) logs a client frame that is ignored. */
-  dropFrame(session: Session, why: string): void {
+  dropFrame(session: Session, why: string): undefined {
     this.deps.metrics.counters.failed_client_msg_total++;
     if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, why }, 'client frame dropped');
+    return undefined;
   }
 
   /** The session keeper when this session can be restored later (ext-json with a session store). */
@@ -56,18 +62,37 @@ export class Dispatcher {
     return session.request.protocol === PROTOCOL_EXT_JSON ? this.deps.reliable?.sessions ?? null : null;
   }
 
-  private async authenticate(session: Session): Promise<void> {
+  private authenticate(session: Session): Pending {
     const keeper = this.keeper(session);
     // A restored session skips Connect (as anycable-go); a miss falls through to normal authentication.
-    if (keeper !== null && session.request.restoreSid !== '' && await keeper.restore(session, session.request.restoreSid)) return;
-    let result;
+    if (keeper !== null && session.request.restoreSid !== '') return this.restoreOrAuthenticate(session, keeper, session.request.restoreSid);
+    return this.connect(session, keeper);
+  }
+
+  private async restoreOrAuthenticate(session: Session, keeper: SessionKeeper, sid: string): Promise<void> {
+    if (await keeper.restore(session, sid)) return;
+    await this.connect(session, keeper);
+  }
+
+  private connect(session: Session, keeper: SessionKeeper | null): Pending {
+    let answer: Awaitable<ConnectResult>;
     try {
-      result = await this.deps.controller.authenticate(session);
+      answer = this.deps.controller.authenticate(session);
     } catch (err) {
-      if (!(err instanceof CancelledError)) this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'authentication error');
-      session.close(CLOSE_INTERNAL_ERROR);
-      return;
+      this.authenticationError(session, err);
+      return undefined;
     }
+    if (isPromise(answer)) return answer.then((result) => this.authenticated(session, keeper, result), (err: unknown) => this.authenticationError(session, err));
+    this.authenticated(session, keeper, answer);
+    return undefined;
+  }
+
+  private authenticationError(session: Session, err: unknown): void {
+    if (!(err instanceof CancelledError)) this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'authentication error');
+    session.close(CLOSE_INTERNAL_ERROR);
+  }
+
+  private authenticated(session: Session, keeper: SessionKeeper | null, result: ConnectResult): void {
     if (result.usedRpc) session.usedRpc = true;
     if (result.cstate) session.patchConnectionState(result.cstate);
     if (result.status === 'success') {
@@ -94,9 +119,9 @@ export class Dispatcher {
     });
   }
 
-  private async command(session: Session, command: ChannelCommand): Promise<void> {
+  private command(session: Session, command: ChannelCommand): Pending {
     // Queued behind a Connect that failed, or behind the close: nothing to do.
-    if (session.state !== 'open') return;
+    if (session.state !== 'open') return undefined;
     const identifier = command.identifier;
     switch (command.command) {
       case 'subscribe':
@@ -112,33 +137,42 @@ export class Dispatcher {
       case 'leave':
         // No presence store yet: an error answer, so the client's presence request settles.
         session.send(presenceErrorFrame(identifier));
-        return;
+        return undefined;
       case 'whisper': {
         const sub = session.subscription(identifier);
         if (!sub) return this.dropFrame(session, 'unknown subscription');
         const stream = sub.istate[WHISPER_STATE_KEY];
         if (!stream) return this.dropFrame(session, 'whisper is not enabled for this subscription');
         this.deps.publish({ kind: 'broadcast', stream, data: JSON.stringify(command.data ?? null), excludeSocket: session.sid, transient: true });
-        return;
+        return undefined;
       }
     }
   }
 
-  private async subscribe(session: Session, identifier: string, history: HistoryRequest | null): Promise<void> {
+  private subscribe(session: Session, identifier: string, history: HistoryRequest | null): Pending {
     if (session.subscription(identifier)) return this.dropFrame(session, 'already subscribed');
-    let result: CommandResult;
+    let answer: Awaitable<CommandResult>;
     try {
-      result = await this.deps.controller.subscribe(session, identifier, {});
+      answer = this.deps.controller.subscribe(session, identifier, {});
     } catch (err) {
-      // Never sent (the client left while it waited for a slot): nothing to record or unwind.
-      if (err instanceof CancelledError) return;
-      result = commandResult('error', { errorMsg: errorMessage(err) });
+      return this.subscribeFailed(session, identifier, err);
     }
+    if (isPromise(answer)) return answer.then((result) => this.subscribed(session, identifier, history, result), (err: unknown) => this.subscribeFailed(session, identifier, err));
+    return this.subscribed(session, identifier, history, answer);
+  }
+
+  private subscribeFailed(session: Session, identifier: string, err: unknown): Pending {
+    // Never sent (the client left while it waited for a slot): nothing to record or unwind.
+    if (err instanceof CancelledError) return undefined;
+    return this.subscribed(session, identifier, null, commandResult('error', { errorMsg: errorMessage(err) }));
+  }
+
+  private subscribed(session: Session, identifier: string, history: HistoryRequest | null, result: CommandResult): Pending {
     if (result.status === 'error') {
       // anycable-go sends nothing here and the client hangs; a reject lets it move on.
       this.log.warn({ sid: session.sid, identifier: compact(identifier), err: result.errorMsg ?? '' }, 'subscribe error');
       session.cork(() => session.send(rejectFrame(identifier)));
-      return;
+      return undefined;
     }
     if (result.usedRpc) session.usedRpc = true;
     if (result.status === 'failure' && result.usedRpc) this.log.info({ sid: session.sid, identifier: compact(identifier) }, 'subscription rejected by the app (RPC)');
@@ -147,54 +181,76 @@ export class Dispatcher {
       confirmed = result.status === 'success' && session.confirmSubscription(identifier);
       this.apply(session, identifier, confirmed, result);
     });
-    if (!confirmed || session.state !== 'open') return;
+    if (!confirmed || session.state !== 'open') return undefined;
     this.keeper(session)?.commit(session);
     // History asked with the subscribe comes after the confirmation, for the streams it started.
-    if (history !== null) await this.history(session, identifier, history);
+    return history !== null ? this.history(session, identifier, history) : undefined;
   }
 
-  private async history(session: Session, identifier: string, request: HistoryRequest | null): Promise<void> {
+  private history(session: Session, identifier: string, request: HistoryRequest | null): Pending {
     const reliable = this.deps.reliable;
-    if (reliable) await reliable.history.serve(session, identifier, request);
-    else session.send(rejectHistoryFrame(identifier));
+    if (reliable) return reliable.history.serve(session, identifier, request);
+    session.send(rejectHistoryFrame(identifier));
+    return undefined;
   }
 
-  private async unsubscribe(session: Session, identifier: string): Promise<void> {
+  private unsubscribe(session: Session, identifier: string): Pending {
     const sub = session.subscription(identifier);
     if (!sub) return this.dropFrame(session, 'unknown subscription');
-    let result: CommandResult | null = null;
+    let answer: Awaitable<CommandResult>;
     try {
-      result = await this.deps.controller.unsubscribe(session, identifier, sub.istate);
+      answer = this.deps.controller.unsubscribe(session, identifier, sub.istate);
     } catch (err) {
-      // Never sent: the subscription stays recorded, so Disconnect lists it and the app cleans up there.
-      if (err instanceof CancelledError) return;
-      this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'unsubscribe error');
+      return this.unsubscribeFailed(session, identifier, err);
     }
+    if (isPromise(answer)) return answer.then((result) => this.unsubscribed(session, identifier, result), (err: unknown) => this.unsubscribeFailed(session, identifier, err));
+    return this.unsubscribed(session, identifier, answer);
+  }
+
+  private unsubscribeFailed(session: Session, identifier: string, err: unknown): undefined {
+    // Never sent: the subscription stays recorded, so Disconnect lists it and the app cleans up there.
+    if (err instanceof CancelledError) return undefined;
+    this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'unsubscribe error');
+    return this.unsubscribed(session, identifier, null);
+  }
+
+  private unsubscribed(session: Session, identifier: string, result: CommandResult | null): undefined {
     session.cork(() => {
       // Whatever the app said, the client is gone from this channel: its streams and state go.
       session.removeSubscription(identifier);
       if (result && result.status !== 'error') this.apply(session, identifier, false, result);
     });
     if (session.state === 'open') this.keeper(session)?.commit(session);
+    return undefined;
   }
 
-  private async perform(session: Session, identifier: string, data: string): Promise<void> {
+  private perform(session: Session, identifier: string, data: string): Pending {
     const sub = session.subscription(identifier);
     if (!sub) return this.dropFrame(session, 'unknown subscription');
-    let result: CommandResult;
+    let answer: Awaitable<CommandResult>;
     try {
-      result = await this.deps.controller.perform(session, identifier, data, sub.istate);
+      answer = this.deps.controller.perform(session, identifier, data, sub.istate);
     } catch (err) {
-      if (!(err instanceof CancelledError)) this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'perform error');
-      return;
+      return this.performFailed(session, err);
     }
+    if (isPromise(answer)) return answer.then((result) => this.performed(session, identifier, result), (err: unknown) => this.performFailed(session, err));
+    return this.performed(session, identifier, answer);
+  }
+
+  private performFailed(session: Session, err: unknown): undefined {
+    if (!(err instanceof CancelledError)) this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'perform error');
+    return undefined;
+  }
+
+  private performed(session: Session, identifier: string, result: CommandResult): undefined {
     if (result.status === 'error') {
       this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'perform error');
-      return;
+      return undefined;
     }
     session.cork(() => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
     const changed = result.streams.length > 0 || result.stopStreams || result.stoppedStreams.length > 0 || result.istate !== undefined || result.cstate !== undefined;
     if (changed && session.state === 'open') this.keeper(session)?.commit(session);
+    return undefined;
   }
 
   /**

@@ -31,14 +31,17 @@ export type SessionCall =
   | { readonly kind: 'authenticate'; readonly bytes: 0 }
   | { readonly kind: 'command'; readonly command: ChannelCommand; readonly bytes: number };
 
+/** A call still running (settles when done), or `undefined` when it ran to the end synchronously. */
+export type Pending = Promise<void> | undefined;
+
 /** What the node provides to every session: one shared object, so a session carries a single pointer. */
 export interface SessionHost {
   readonly hub: StreamIndex;
   readonly counters: Counters;
   /** Budget for `enqueue`, bytes. */
   readonly commandQueueBytes: number;
-  /** Runs one call to completion (the dispatcher); never rejects for protocol outcomes. */
-  run(session: Session, call: SessionCall): Promise<void>;
+  /** Runs one call (the dispatcher): to completion when it answers `undefined`; never rejects for protocol outcomes. */
+  run(session: Session, call: SessionCall): Pending;
   onCallError(session: Session, err: unknown): void;
   /** connecting → open. */
   onOpened(session: Session): void;
@@ -252,7 +255,15 @@ export class Session implements CallContext {
 
   private start(call: SessionCall): void {
     this.running = true;
-    this.host.run(this, call).catch((err: unknown) => this.host.onCallError(this, err)).finally(() => this.done(call));
+    let pending: Pending;
+    try {
+      pending = this.host.run(this, call);
+    } catch (err) {
+      this.host.onCallError(this, err);
+    }
+    // A call answered synchronously (JWT, streams) is done here: no promise, no microtask.
+    if (pending === undefined) this.done(call);
+    else pending.then(() => this.done(call), (err: unknown) => { this.host.onCallError(this, err); this.done(call); });
   }
 
   private done(call: SessionCall): void {

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { TOKEN_SUBPROTOCOL_PREFIX, SUPPORTED_PROTOCOLS, type SupportedProtocol } from '../protocol/messages.js';
+import { TOKEN_SUBPROTOCOL_PREFIX, SUPPORTED_PROTOCOLS, PROTOCOL_JSON, type SupportedProtocol } from '../protocol/messages.js';
 import type { RequestInfo } from '../node/controller.js';
 import { parsePingPrecision } from '../protocol/ext-frames.js';
 
@@ -14,7 +14,8 @@ export interface UpgradeOptions {
 /** Everything the upgrade needs; only `info` outlives it, kept small because it lives per connection. */
 export interface CapturedUpgrade {
   readonly info: Omit<RequestInfo, 'keyUserId' | 'protocol'>;
-  readonly query: URLSearchParams;
+  /** The query string without '?' (read with `queryParam`). */
+  readonly rawQuery: string;
   readonly remoteAddress: string;
   /** The selected sub-protocol ('' when the client offered none of ours). */
   readonly protocol: SupportedProtocol | '';
@@ -24,36 +25,48 @@ export interface CapturedUpgrade {
   readonly pingOverride: number | null;
 }
 
-/** Copies what we need out of the uWS request, which is only valid during the callback. */
+/**
+ * Copies what we need out of the uWS request, which is only valid during the callback.
+ * Runs once per connect, so it reads each header once and parses only the query parameters it needs
+ * (no URLSearchParams: that parsed the whole query and allocated a map per upgrade).
+ */
 export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: UpgradeOptions): CapturedUpgrade {
   const path = req.getUrl();
   const rawQuery = req.getQuery() ?? '';
-  const query = new URLSearchParams(rawQuery);
   const host = req.getHeader('host');
-  const remoteAddress = Buffer.from(res.getRemoteAddressAsText()).toString('utf8');
-  const subprotocols = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const remoteAddress = asciiText(res.getRemoteAddressAsText());
+  const offered = req.getHeader('sec-websocket-protocol');
 
   let protocol: SupportedProtocol | '' = '';
   let protocolToken = '';
-  for (const entry of subprotocols) {
-    if (entry.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) protocolToken ||= entry.slice(TOKEN_SUBPROTOCOL_PREFIX.length);
-    else if (protocol === '' && (SUPPORTED_PROTOCOLS as readonly string[]).includes(entry)) protocol = entry as SupportedProtocol;
+  if (offered === PROTOCOL_JSON) {
+    protocol = PROTOCOL_JSON; // what every Action Cable client offers: no list to split
+  } else if (offered !== '') {
+    for (const raw of offered.split(',')) {
+      const entry = raw.trim();
+      if (entry.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) protocolToken ||= entry.slice(TOKEN_SUBPROTOCOL_PREFIX.length);
+      else if (protocol === '' && (SUPPORTED_PROTOCOLS as readonly string[]).includes(entry)) protocol = entry as SupportedProtocol;
+    }
   }
 
-  const tokenHeader = `x-${opts.jwtParam.toLowerCase()}`;
-  // Header first, then the sub-protocol entry, then the query param (anycable-go's order).
   const url = `${opts.secure ? 'https' : 'http'}://${host || 'localhost'}${path}${rawQuery ? `?${rawQuery}` : ''}`;
-  const token = opts.jwtEnabled ? req.getHeader(tokenHeader) || protocolToken || shareWith(url, query.get(opts.jwtParam) ?? '') : '';
-
   const headers: Record<string, string> = {};
   for (const name of opts.proxiedHeaders) {
     const value = req.getHeader(name);
     if (value !== '') headers[name] = value;
   }
   headers.REMOTE_ADDR = remoteAddress;
-  if (token && (req.getHeader(tokenHeader) || protocolToken)) headers[tokenHeader] = token;
 
-  const pi = query.get('pi');
+  let token = '';
+  if (opts.jwtEnabled) {
+    // Header first, then the sub-protocol entry, then the query param (anycable-go's order).
+    const tokenHeader = `x-${opts.jwtParam.toLowerCase()}`;
+    token = req.getHeader(tokenHeader) || protocolToken;
+    if (token !== '') headers[tokenHeader] = token;
+    else token = shareWith(url, queryParam(rawQuery, opts.jwtParam) ?? '');
+  }
+
+  const pi = queryParam(rawQuery, 'pi');
   const pingOverride = pi !== null && /^\d+$/.test(pi) ? Number.parseInt(pi, 10) : null;
 
   return {
@@ -62,10 +75,10 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
       headers,
       token,
       // The header wins over the query (anycable-go's order).
-      restoreSid: req.getHeader('x-anycable-restore-sid') || query.get('sid') || '',
-      pingPrecision: parsePingPrecision(query.get('ptp')),
+      restoreSid: req.getHeader('x-anycable-restore-sid') || queryParam(rawQuery, 'sid') || '',
+      pingPrecision: parsePingPrecision(queryParam(rawQuery, 'ptp')),
     },
-    query,
+    rawQuery,
     remoteAddress,
     protocol,
     secWebSocketKey: req.getHeader('sec-websocket-key'),
@@ -73,6 +86,29 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
     origin: req.getHeader('origin'),
     pingOverride,
   };
+}
+
+/**
+ * The first value of `name` in a raw query string, exactly as URLSearchParams#get reads it, or null.
+ * Without escapes ('%', '+') decoding is the identity, so a scan finds it without parsing the whole query.
+ */
+export function queryParam(rawQuery: string, name: string): string | null {
+  if (rawQuery.includes('%') || rawQuery.includes('+')) return new URLSearchParams(rawQuery).get(name);
+  let start = 0;
+  while (start <= rawQuery.length) {
+    let end = rawQuery.indexOf('&', start);
+    if (end === -1) end = rawQuery.length;
+    const eq = rawQuery.indexOf('=', start);
+    const nameEnd = eq === -1 || eq > end ? end : eq;
+    if (nameEnd - start === name.length && rawQuery.startsWith(name, start)) return nameEnd === end ? '' : rawQuery.slice(nameEnd + 1, end);
+    start = end + 1;
+  }
+  return null;
+}
+
+/** An IP address as text (uWS hands it over as ASCII bytes in an ArrayBuffer). */
+function asciiText(bytes: ArrayBuffer): string {
+  return String.fromCharCode.apply(null, new Uint8Array(bytes) as unknown as number[]);
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Node } from '../node/node.js';
 import type { Session } from '../node/session.js';
 import { Reply } from './http-io.js';
 import { VERSION } from '../version.js';
-import { captureUpgrade, originAllowed, type UpgradeOptions } from './request-info.js';
+import { captureUpgrade, originAllowed, queryParam, type UpgradeOptions } from './request-info.js';
 import { safeEqual } from '../auth/keys.js';
 
 export interface WsEndpointOptions extends UpgradeOptions {
@@ -88,7 +88,7 @@ export class WsEndpoint {
     }
     let keyUserId: string | null = null;
     if (this.opts.wsApiKey) {
-      const key = captured.query.get('token') ?? '';
+      const key = queryParam(captured.rawQuery, 'token') ?? '';
       if (key !== '' && safeEqual(key, this.opts.wsApiKey)) {
         keyUserId = userIdFromPath(req) || 'user';
       } else if (captured.info.token === '') {

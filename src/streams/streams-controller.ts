@@ -1,5 +1,5 @@
 import { confirmFrame, rejectFrame } from '../protocol/messages.js';
-import { commandResult, type CallContext, type CommandResult, type ConnectResult, type Controller, type DisconnectContext } from '../node/controller.js';
+import { commandResult, type Awaitable, type CallContext, type CommandResult, type ConnectResult, type Controller, type DisconnectContext } from '../node/controller.js';
 import { verifyStreamName } from './verifier.js';
 import type { Logger } from '../logging/logger.js';
 
@@ -69,11 +69,12 @@ export class StreamsController implements Controller {
     return { kind: 'pass' };
   }
 
-  authenticate(ctx: CallContext): Promise<ConnectResult> {
+  authenticate(ctx: CallContext): Awaitable<ConnectResult> {
     return this.inner.authenticate(ctx);
   }
 
-  async subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> {
+  /** Stream channels are answered synchronously (no promise); the rest goes to the inner controller. */
+  subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult> {
     const route = this.route(identifier);
     if (route.kind === 'pass') return this.inner.subscribe(ctx, identifier, istate);
     if (route.kind === 'reject') {
@@ -90,12 +91,12 @@ export class StreamsController implements Controller {
     });
   }
 
-  async unsubscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> {
+  unsubscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult> {
     if (this.route(identifier).kind === 'pass') return this.inner.unsubscribe(ctx, identifier, istate);
     return commandResult('success', { stopStreams: true });
   }
 
-  async perform(ctx: CallContext, identifier: string, data: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> {
+  perform(ctx: CallContext, identifier: string, data: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult> {
     if (this.route(identifier).kind === 'pass') return this.inner.perform(ctx, identifier, data, istate);
     return commandResult('failure', { errorMsg: 'stream channels take no actions' });
   }

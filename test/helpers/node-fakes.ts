@@ -5,7 +5,7 @@ import { Node } from '../../src/node/node.js';
 import type { Session, SessionSocket } from '../../src/node/session.js';
 import {
   CancelledError, commandResult,
-  type CallContext, type CommandResult, type ConnectResult, type Controller, type DisconnectContext,
+  type Awaitable, type CallContext, type CommandResult, type ConnectResult, type Controller, type DisconnectContext,
 } from '../../src/node/controller.js';
 import type { DisconnectMode } from '../../src/config/config.js';
 
@@ -175,7 +175,7 @@ export class SlotGate implements Controller {
     for (const go of this.waiting.splice(0)) go();
   }
 
-  private gate<T>(ctx: CallContext, run: () => Promise<T>): Promise<T> {
+  private gate<T>(ctx: CallContext, run: () => Awaitable<T>): Promise<T> {
     return new Promise<void>((resolve, reject) => {
       if (ctx.signal.aborted) { reject(new CancelledError()); return; }
       const onAbort = (): void => reject(new CancelledError());
@@ -184,7 +184,7 @@ export class SlotGate implements Controller {
     }).then(run);
   }
 
-  authenticate(ctx: CallContext): Promise<ConnectResult> { return this.inner.authenticate(ctx); }
+  authenticate(ctx: CallContext): Awaitable<ConnectResult> { return this.inner.authenticate(ctx); }
   subscribe(ctx: CallContext, id: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> { return this.gate(ctx, () => this.inner.subscribe(ctx, id, istate)); }
   unsubscribe(ctx: CallContext, id: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> { return this.gate(ctx, () => this.inner.unsubscribe(ctx, id, istate)); }
   perform(ctx: CallContext, id: string, data: string, istate: Readonly<Record<string, string>>): Promise<CommandResult> { return this.gate(ctx, () => this.inner.perform(ctx, id, data, istate)); }

@@ -20,8 +20,9 @@ export function disconnectFrame(reason: DisconnectReason, reconnect: boolean): s
   return `{"type":"disconnect","reason":"${reason}","reconnect":${reconnect}}`;
 }
 
+/** Built from fixed parts (one per connect): the same text as JSON.stringify({ type, sid }). */
 export function welcomeFrame(sid: string): string {
-  return JSON.stringify({ type: 'welcome', sid });
+  return `{"type":"welcome","sid":${JSON.stringify(sid)}}`;
 }
 
 export function confirmFrame(identifier: string): string {

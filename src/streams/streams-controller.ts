@@ -21,9 +21,25 @@ export interface StreamsOptions {
 
 type StreamRoute =
   | { readonly kind: 'stream'; readonly stream: string; readonly whisper: boolean; readonly presence: boolean }
+  /** The answer to a subscribe, built once per identifier and shared (results are never mutated). */
+  | { readonly kind: 'confirm'; readonly result: CommandResult }
   /** `why` is logged at info: a rejected subscription is the first thing a new user meets. */
   | { readonly kind: 'reject'; readonly why: string }
   | { readonly kind: 'pass' };
+
+const PASS: StreamRoute = { kind: 'pass' };
+const RESOLVED_CACHE_SIZE = 1024;
+
+function confirmation(identifier: string, route: { readonly stream: string; readonly whisper: boolean; readonly presence: boolean }): CommandResult {
+  const state: Record<string, string> = {};
+  if (route.whisper) state[WHISPER_STATE_KEY] = route.stream;
+  if (route.presence) state[PRESENCE_STATE_KEY] = route.stream;
+  return Object.freeze(commandResult('success', {
+    transmissions: Object.freeze([confirmFrame(identifier)]),
+    streams: Object.freeze([route.stream]),
+    ...(Object.keys(state).length > 0 ? { istate: Object.freeze(state) } : {}),
+  }));
+}
 
 function verified(stream: string | null, whisper: boolean, presence: boolean, why: string): StreamRoute {
   return stream === null ? { kind: 'reject', why } : { kind: 'stream', stream, whisper, presence };
@@ -35,6 +51,11 @@ function verified(stream: string | null, whisper: boolean, presence: boolean, wh
  */
 export class StreamsController implements Controller {
   private readonly log: Logger | null;
+  /**
+   * Stream identifiers already resolved. Thousands of clients subscribe with the same identifier, and
+   * resolving one costs a JSON parse and, for signed names, an HMAC. Bounded: identifiers are client input.
+   */
+  private readonly resolved = new Map<string, StreamRoute>();
 
   constructor(private readonly opts: StreamsOptions, private readonly inner: Controller, logger?: Logger) {
     this.log = logger?.child({ component: 'streams' }) ?? null;
@@ -42,7 +63,18 @@ export class StreamsController implements Controller {
 
   private route(identifier: string): StreamRoute {
     // Cheap substring test first: most identifiers are app channels and need no parse here.
-    if (!identifier.includes(PUBSUB_CHANNEL) && !(this.opts.turboStreams && identifier.includes(TURBO_CHANNEL))) return { kind: 'pass' };
+    if (!identifier.includes(PUBSUB_CHANNEL) && !(this.opts.turboStreams && identifier.includes(TURBO_CHANNEL))) return PASS;
+    let route = this.resolved.get(identifier);
+    if (route === undefined) {
+      route = this.resolve(identifier);
+      if (route.kind === 'stream') route = { kind: 'confirm', result: confirmation(identifier, route) };
+      if (this.resolved.size >= RESOLVED_CACHE_SIZE) this.resolved.clear();
+      this.resolved.set(identifier, route);
+    }
+    return route;
+  }
+
+  private resolve(identifier: string): StreamRoute {
     let parsed: unknown;
     try {
       parsed = JSON.parse(identifier);
@@ -76,19 +108,12 @@ export class StreamsController implements Controller {
   /** Stream channels are answered synchronously (no promise); the rest goes to the inner controller. */
   subscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult> {
     const route = this.route(identifier);
-    if (route.kind === 'pass') return this.inner.subscribe(ctx, identifier, istate);
+    if (route.kind === 'confirm') return route.result;
     if (route.kind === 'reject') {
       this.log?.info({ sid: ctx.sid, identifier, reason: route.why }, 'subscription rejected');
       return commandResult('failure', { transmissions: [rejectFrame(identifier)] });
     }
-    const state: Record<string, string> = {};
-    if (route.whisper) state[WHISPER_STATE_KEY] = route.stream;
-    if (route.presence) state[PRESENCE_STATE_KEY] = route.stream;
-    return commandResult('success', {
-      transmissions: [confirmFrame(identifier)],
-      streams: [route.stream],
-      ...(Object.keys(state).length > 0 ? { istate: state } : {}),
-    });
+    return this.inner.subscribe(ctx, identifier, istate);
   }
 
   unsubscribe(ctx: CallContext, identifier: string, istate: Readonly<Record<string, string>>): Awaitable<CommandResult> {

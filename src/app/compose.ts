@@ -38,6 +38,7 @@ import { RedisxBroadcaster } from '../broadcast/redisx-broadcaster.js';
 import type { Broadcaster, FanoutHandler } from '../broadcast/broadcaster.js';
 import type { Subscriber } from '../pubsub/subscriber.js';
 import { RedisSubscriber } from '../pubsub/redis-subscriber.js';
+import { redisEndpoint, type RedisTarget } from '../broker/redis-endpoint.js';
 import { NatsSubscriber } from '../pubsub/nats-subscriber.js';
 
 export interface Cablecat {
@@ -77,8 +78,15 @@ function buildController(config: Config, metrics: Metrics, logger: Logger): Cont
   return new IdentifiedController(identifiers, streams);
 }
 
+/** Redis with anycable-go's sentinel and TLS options; TLS files are read here, so a bad path fails the start. */
+function redisTarget(config: Config): RedisTarget {
+  return redisEndpoint(config.redisUrl, config.redisSentinels, {
+    verify: config.redisTlsVerify, caPath: config.redisTlsCaCertPath, certPath: config.redisTlsClientCertPath, keyPath: config.redisTlsClientKeyPath,
+  });
+}
+
 function buildSubscriber(config: Config, metrics: Metrics, logger: Logger): Subscriber | null {
-  if (config.pubsub === 'redis') return new RedisSubscriber(config.redisUrl, metrics, logger);
+  if (config.pubsub === 'redis') return new RedisSubscriber(redisTarget(config), metrics, logger);
   if (config.pubsub === 'nats') return new NatsSubscriber(config.natsServers, metrics, logger);
   return null;
 }
@@ -173,9 +181,9 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
 
   const broadcasters: Broadcaster[] = [];
   const fanout: FanoutHandler = (pubs) => pipeline.accept(pubs, true);
-  if (config.broadcastAdapters.includes('redis')) broadcasters.push(new RedisBroadcaster(config.redisUrl, config.redisChannel, fanout, metrics, logger));
+  if (config.broadcastAdapters.includes('redis')) broadcasters.push(new RedisBroadcaster(redisTarget(config), config.redisChannel, fanout, metrics, logger));
   if (config.broadcastAdapters.includes('redisx')) {
-    broadcasters.push(new RedisxBroadcaster({ url: config.redisUrl, stream: config.redisxStream, group: config.redisxGroup },
+    broadcasters.push(new RedisxBroadcaster({ url: redisTarget(config), stream: config.redisxStream, group: config.redisxGroup },
       (pubs) => pipeline.accept(pubs, false), metrics, logger));
   }
   if (config.broadcastAdapters.includes('nats')) broadcasters.push(new NatsBroadcaster(config.natsServers, config.natsChannel, fanout, metrics, logger));

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectRedis } from '../broker/redis-connection.js';
+import type { RedisTarget } from '../broker/redis-endpoint.js';
 import { readBrokerPayload } from '../broker/payload.js';
 import type { Broadcaster, FanoutHandler } from './broadcaster.js';
 
@@ -11,7 +12,7 @@ export class RedisBroadcaster implements Broadcaster {
   private readonly log: Logger;
 
   constructor(
-    private readonly url: string,
+    private readonly url: RedisTarget,
     private readonly channel: string,
     private readonly handler: FanoutHandler,
     private readonly metrics: Metrics,

@@ -3,12 +3,13 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectRedis } from '../broker/redis-connection.js';
+import type { RedisTarget } from '../broker/redis-endpoint.js';
 import { readBrokerPayload } from '../broker/payload.js';
 import type { Publication } from './message.js';
 import type { Broadcaster } from './broadcaster.js';
 
 export interface RedisxOptions {
-  readonly url: string;
+  readonly url: RedisTarget;
   /** The Redis Stream the app XADDs to (`payload` field = the broadcast JSON). */
   readonly stream: string;
   readonly group: string;

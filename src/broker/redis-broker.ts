@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectRedis } from './redis-connection.js';
+import type { RedisTarget } from './redis-endpoint.js';
 import type { Broker, BrokerOptions, HistoryEntry, HistoryRead, HistoryStore, SessionStore, StreamPosition } from './broker.js';
 import { STREAM_META_TTL_FACTOR } from './broker.js';
 import { newEpoch } from './epoch.js';
@@ -158,7 +159,7 @@ export class RedisBroker implements Broker {
   private readonly client: Redis;
   private up = false;
 
-  constructor(url: string, opts: BrokerOptions, metrics: Metrics, logger: Logger, prefix = REDIS_BROKER_PREFIX, now: () => number = Date.now) {
+  constructor(url: RedisTarget, opts: BrokerOptions, metrics: Metrics, logger: Logger, prefix = REDIS_BROKER_PREFIX, now: () => number = Date.now) {
     const log = logger.child({ component: 'redis_broker' });
     this.client = connectRedis(url, 'broker', metrics, log);
     this.client.on('ready', () => { this.up = true; });

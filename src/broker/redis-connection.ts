@@ -3,21 +3,25 @@ import type { Logger } from '../logging/logger.js';
 import { RateLimitedLog } from '../logging/rate-limited.js';
 import { maskUrlsIn } from '../logging/mask.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { ioredisArgs, type RedisTarget } from './redis-endpoint.js';
 
 /**
  * A Redis connection that reconnects forever, resubscribes its channels by itself (ioredis
  * autoResubscribe), logs each transition, and reports itself in metrics: anycable-go users lost
  * broadcasts silently after Redis trouble.
  */
-export function connectRedis(url: string, role: string, metrics: Metrics, logger: Logger): Redis {
+export function connectRedis(target: RedisTarget, role: string, metrics: Metrics, logger: Logger): Redis {
   const log = logger.child({ role });
   const quiet = new RateLimitedLog(log);
-  const client = new Redis(url, {
+  const { url, options } = ioredisArgs(target);
+  const base = {
+    ...options,
     lazyConnect: true,
     autoResubscribe: true,
     maxRetriesPerRequest: null,
-    retryStrategy: (times) => Math.min(100 * times, 2000),
-  });
+    retryStrategy: (times: number) => Math.min(100 * times, 2000),
+  };
+  const client = url === null ? new Redis(base) : new Redis(url, base);
   let up = false;
   let everConnected = false;
   metrics.registerGauge('broker_connected', () => (up ? 1 : 0));

@@ -29,7 +29,7 @@ const RENAMED: ReadonlyMap<string, Renamed> = new Map<string, Renamed>([
 interface Ignored { readonly bool: boolean; readonly note: string }
 
 const IGNORED: ReadonlyMap<string, Ignored> = new Map<string, Ignored>([
-  ...['sse', 'redis_tls_verify', 'embed_nats', 'enable_ws_compression', 'enable_native_pings', 'rpc_enable_tls', 'rpc_tls_verify',
+  ...['sse', 'embed_nats', 'enable_ws_compression', 'enable_native_pings', 'rpc_enable_tls', 'rpc_tls_verify',
     'cable_ready', 'ds', 'ds_skip_auth', 'ignore_config_path', 'nats_dont_randomize_servers', 'redis_disable_cache', 'http_broadcast_cors']
     .map((name): [string, Ignored] => [name, { bool: true, note: noteFor(name) }]),
   ...['sse_path', 'statsd_host', 'statsd_prefix', 'statsd_tags_format', 'stats_refresh_interval', 'node_id', 'shutdown_delay', 'proxy_cookies',
@@ -37,8 +37,7 @@ const IGNORED: ReadonlyMap<string, Ignored> = new Map<string, Ignored>([
     'ping_timestamp_precision', 'hub_gopool_size', 'disconnect_backlog_size', 'shutdown_pool_size', 'cable_ready_secret', 'pusher_app_id',
     'pusher_app_key', 'pusher_secret', 'pusher_api_port', 'ds_path', 'ds_poll_interval', 'ds_sse_ttl', 'api_port', 'api_path', 'api_secret',
     'metrics_log_filter', 'metrics_log_formatter', 'config_path', 'redisx_read_block_milliseconds', 'redis_keepalive_interval',
-    'redis_sentinel_discovery_interval', 'redis_sentinels', 'redis_tls_ca_cert_path', 'redis_tls_client_cert_path', 'redis_tls_client_key_path',
-    'enats_addr', 'enats_cluster', 'enats_cluster_name', 'enats_cluster_routes', 'enats_gateway',
+    'redis_sentinel_discovery_interval', 'enats_addr', 'enats_cluster', 'enats_cluster_name', 'enats_cluster_routes', 'enats_gateway',
     'enats_gateways', 'enats_gateway_advertise', 'enats_server_name', 'enats_store_dir', 'enats_max_payload', 'enats_debug', 'enats_trace']
     .map((name): [string, Ignored] => [name, { bool: false, note: noteFor(name) }]),
 ]);
@@ -51,8 +50,7 @@ function noteFor(name: string): string {
   if (name.startsWith('ds')) return 'Durable Streams are not implemented';
   if (name.startsWith('api_')) return 'the REST API (/api/publish) is not implemented: use POST /_broadcast';
   if (name.startsWith('rpc_')) return 'gRPC TLS, message size and implementation overrides are not implemented';
-  if (name === 'redis_sentinels' || name === 'redis_sentinel_discovery_interval') return 'Redis Sentinel is not supported: give --redis_url the master\'s address';
-  if (name.startsWith('redis_tls')) return 'Redis TLS certificates are not configurable: rediss:// URLs use TLS with the system CAs';
+  if (name === 'redis_sentinel_discovery_interval') return 'ioredis asks the sentinels again on every reconnect';
   if (name === 'config_path' || name === 'ignore_config_path') return 'there is no TOML config file: use flags or ANYCABLE_* env vars';
   return 'not implemented in cablecat';
 }

@@ -55,6 +55,11 @@ export interface Config {
   readonly httpBroadcastMaxBody: number;
   readonly redisUrl: string;
   readonly redisChannel: string;
+  readonly redisSentinels: readonly string[];
+  readonly redisTlsVerify: boolean;
+  readonly redisTlsCaCertPath: string;
+  readonly redisTlsClientCertPath: string;
+  readonly redisTlsClientKeyPath: string;
   readonly natsServers: readonly string[];
   readonly natsChannel: string;
   readonly redisxStream: string;

@@ -162,6 +162,9 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
   if ((broker === 'redis' || broker === 'nats') && (adapters.includes('redis') || adapters.includes('nats'))) {
     problems.push(`--broadcast_adapter: redis and nats deliver every broadcast to every node, which would store it once per node with --broker ${broker}; use http or redisx`);
   }
+  if ((str('redis_tls_client_cert_path') === '') !== (str('redis_tls_client_key_path') === '')) {
+    problems.push('--redis_tls_client_cert_path and --redis_tls_client_key_path go together');
+  }
   if (int('metrics_port') !== 0 && int('metrics_port') === int('http_broadcast_port')) {
     problems.push(`--metrics_port and --http_broadcast_port are both ${int('metrics_port')}: give them different ports`);
   }
@@ -211,6 +214,11 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
     httpBroadcastMaxBody: int('http_broadcast_max_body'),
     redisUrl: str('redis_url'),
     redisChannel: str('redis_channel'),
+    redisSentinels: strs('redis_sentinels'),
+    redisTlsVerify: bool('redis_tls_verify'),
+    redisTlsCaCertPath: str('redis_tls_ca_cert_path'),
+    redisTlsClientCertPath: str('redis_tls_client_cert_path'),
+    redisTlsClientKeyPath: str('redis_tls_client_key_path'),
     natsServers: list(str('nats_servers')),
     natsChannel: str('nats_channel'),
     redisxStream: str('redisx_stream'),
@@ -292,6 +300,8 @@ export function printableConfig(flagValues: ReadonlyMap<string, FlagValue>): Rec
     const val = flagValues.get(spec.name);
     if (spec.secret) out[spec.name] = val === '' || val === undefined ? '' : '******';
     else if (typeof val === 'string') out[spec.name] = redactCredentials(val);
+    // Sentinel entries carry a password as `:password@host:port`, without the `//` of a URL.
+    else if (spec.name === 'redis_sentinels' && Array.isArray(val)) out[spec.name] = val.map((entry) => entry.replace(/^[^@]*@/, '******@'));
     else if (Array.isArray(val)) out[spec.name] = val.map(redactCredentials);
     else out[spec.name] = val;
   }

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { connectRedis } from '../broker/redis-connection.js';
+import type { RedisTarget } from '../broker/redis-endpoint.js';
 import { encodePublication, type Publication } from '../broadcast/message.js';
 import { readBrokerPayload } from '../broker/payload.js';
 import type { Subscriber } from './subscriber.js';
@@ -23,7 +24,7 @@ export class RedisSubscriber implements Subscriber {
   private readonly held: Array<[string, string]> = [];
   private listening = false;
 
-  constructor(private readonly url: string, private readonly metrics: Metrics, logger: Logger) {
+  constructor(private readonly url: RedisTarget, private readonly metrics: Metrics, logger: Logger) {
     this.log = logger.child({ component: 'redis_pubsub' });
   }
 

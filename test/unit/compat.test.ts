@@ -38,17 +38,17 @@ describe('anycable-go configuration surface', () => {
   });
 
   test('options of features cablecat lacks are accepted and named in a warning; their values are consumed', () => {
-    const req = loadConfig(['--sse', '--sse_path', '/events', '--redis_sentinels', 'a:26379,b:26379', '--redis_tls_verify', 'true',
+    const req = loadConfig(['--sse', '--sse_path', '/events', '--redis_sentinel_discovery_interval', '30',
       '--embed_nats', '--statsd_host=localhost:8125', '--enable_ws_compression', '--port', '9001'], {});
     assert.equal(req.config.port, 9001);
     const text = req.warnings.join('\n');
     assert.match(text, /--sse is ignored: Server-Sent Events are not implemented/);
     assert.match(text, /--sse_path is ignored/);
-    assert.match(text, /--redis_sentinels is ignored: Redis Sentinel is not supported/);
+    assert.match(text, /--redis_sentinel_discovery_interval is ignored/);
     assert.match(text, /--embed_nats is ignored: there is no embedded NATS/);
     assert.match(text, /--statsd_host is ignored/);
-    const env = loadConfig([], { ANYCABLE_SSE: 'true', ANYCABLE_REDIS_SENTINELS: 'a:1' });
-    assert.ok(env.warnings.some((w) => w.startsWith('ANYCABLE_REDIS_SENTINELS is ignored: Redis Sentinel is not supported')));
+    const env = loadConfig([], { ANYCABLE_SSE: 'true', ANYCABLE_ENATS_ADDR: 'nats://0.0.0.0:4222' });
+    assert.ok(env.warnings.some((w) => w.startsWith('ANYCABLE_ENATS_ADDR is ignored: there is no embedded NATS')));
     assert.ok(env.warnings.some((w) => w.startsWith('ANYCABLE_SSE is ignored: Server-Sent Events')));
   });
 

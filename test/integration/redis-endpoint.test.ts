@@ -1,0 +1,167 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis, type RedisOptions } from 'ioredis';
+import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { RawClient, identifier } from '../helpers/ws-client.js';
+import { sleep } from '../helpers/http.js';
+import { freePort } from '../helpers/tcp-proxy.js';
+import { signToken } from '../helpers/tokens.js';
+import { ioredisArgs } from '../../src/broker/redis-endpoint.js';
+import { loadConfig, printableConfig } from '../../src/config/load.js';
+
+/** Our own redis-server (TLS or sentinel), so these tests touch nobody's Redis. */
+async function redisServer(args: readonly string[]): Promise<ChildProcess> {
+  const child = spawn('redis-server', [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  const deadline = Date.now() + 5000;
+  while (!/Ready to accept connections|Sentinel ID is/.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`redis-server did not start: ${out}`);
+    await sleep(20);
+  }
+  return child;
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A subscriber on stream `s`, then a PUBLISH on the legacy channel once cablecat listens there; the frame must arrive. */
+async function roundTrip(server: TestServer, publisher: Redis, channel: string): Promise<void> {
+  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"r"}' }, { expiresIn: 60 });
+  const client = await RawClient.connect(`${server.url}?jid=${token}`);
+  await client.next();
+  const id = identifier('$pubsub', { stream_name: 's' });
+  client.subscribe(id);
+  await client.next();
+  await waitFor(async () => ((await publisher.pubsub('NUMSUB', channel)) as [string, number])[1] === 1, 'cablecat subscribed to the channel');
+  await publisher.publish(channel, JSON.stringify({ stream: 's', data: '"over redis"' }));
+  assert.deepEqual(await client.next(), { identifier: id, message: 'over redis' });
+  await client.close();
+}
+
+describe('Redis TLS (rediss://) with verification, a CA and a client certificate', () => {
+  let dir: string;
+  let redis: ChildProcess;
+  let port: number;
+  let tlsFor: (withClientCert: boolean) => RedisOptions['tls'];
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cablecat-redis-tls-'));
+    const ssl = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' }); };
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=test-ca');
+    for (const name of ['server', 'client']) {
+      ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}-key.pem`, '-out', `${name}.csr`, '-subj', `/CN=${name === 'server' ? 'localhost' : 'cablecat'}`);
+      writeFileSync(join(dir, `${name}.ext`), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`);
+    }
+    port = await freePort();
+    redis = await redisServer(['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(dir, 'server.pem'), '--tls-key-file', join(dir, 'server-key.pem'),
+      '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'yes', '--save', '', '--appendonly', 'no']);
+    tlsFor = (withClientCert) => ({
+      ca: readFileSync(join(dir, 'ca.pem')),
+      ...(withClientCert ? { cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client-key.pem')) } : {}),
+    });
+  });
+  after(() => {
+    redis.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('mTLS with --redis_tls_ca_cert_path and the client certificate: broadcasts arrive', async () => {
+    const channel = `tls-${Math.random().toString(36).slice(2)}`;
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broadcast_adapter', 'redis', '--redis_channel', channel,
+      '--redis_url', `rediss://127.0.0.1:${port}`, '--redis_tls_ca_cert_path', join(dir, 'ca.pem'),
+      '--redis_tls_client_cert_path', join(dir, 'client.pem'), '--redis_tls_client_key_path', join(dir, 'client-key.pem')]);
+    const publisher = new Redis(`rediss://127.0.0.1:${port}`, { tls: tlsFor(true) });
+    try {
+      await roundTrip(server, publisher, channel);
+    } finally {
+      publisher.disconnect();
+      await server.stop();
+    }
+  });
+
+  test('without the CA the certificate is refused (verification is on by default); --redis_tls_verify=false accepts it', async () => {
+    const channel = `tls-${Math.random().toString(36).slice(2)}`;
+    const client = ['--redis_tls_client_cert_path', join(dir, 'client.pem'), '--redis_tls_client_key_path', join(dir, 'client-key.pem')];
+    const refused = await startServer(['--secret', TEST_SECRET, '--norpc', '--broadcast_adapter', 'redis', '--redis_channel', channel,
+      '--redis_url', `rediss://127.0.0.1:${port}`, ...client]);
+    try {
+      await waitFor(async () => refused.logs.text.includes('redis error'), 'the TLS error in the log');
+      assert.match(refused.logs.text, /certificate/);
+    } finally {
+      await refused.stop();
+    }
+    const accepted = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broadcast_adapter', 'redis', '--redis_channel', channel,
+      '--redis_url', `rediss://127.0.0.1:${port}`, '--redis_tls_verify=false', ...client]);
+    const publisher = new Redis(`rediss://127.0.0.1:${port}`, { tls: tlsFor(true) });
+    try {
+      await roundTrip(accepted, publisher, channel);
+    } finally {
+      publisher.disconnect();
+      await accepted.stop();
+    }
+  });
+
+  test('a TLS file that cannot be read is a config error naming the flag and the file', async () => {
+    await assert.rejects(startServer(['--secret', TEST_SECRET, '--norpc', '--broadcast_adapter', 'redis', '--redis_url', `rediss://127.0.0.1:${port}`,
+      '--redis_tls_ca_cert_path', '/nonexistent/ca.pem']), /--redis_tls_ca_cert_path: cannot read "\/nonexistent\/ca.pem" \(ENOENT\)/);
+  });
+});
+
+describe('Redis Sentinel', () => {
+  let dir: string;
+  let master: ChildProcess;
+  let sentinel: ChildProcess;
+  let masterPort: number;
+  let sentinelPort: number;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cablecat-sentinel-'));
+    masterPort = await freePort();
+    master = await redisServer(['--port', String(masterPort), '--save', '', '--appendonly', 'no']);
+    sentinelPort = await freePort();
+    // Sentinel rewrites its config file, so it gets its own.
+    const conf = join(dir, 'sentinel.conf');
+    writeFileSync(conf, `port ${sentinelPort}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 ${masterPort} 1\n`);
+    sentinel = await redisServer([conf, '--sentinel']);
+  });
+  after(() => {
+    sentinel.kill();
+    master.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('--redis_sentinels with --redis_url naming the master: cablecat finds the master and receives broadcasts', async () => {
+    const channel = `sentinel-${Math.random().toString(36).slice(2)}`;
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broadcast_adapter', 'redis', '--redis_channel', channel,
+      '--redis_url', 'redis://mymaster', '--redis_sentinels', `127.0.0.1:${sentinelPort}`]);
+    const publisher = new Redis({ port: masterPort, host: '127.0.0.1' });
+    try {
+      await roundTrip(server, publisher, channel);
+    } finally {
+      publisher.disconnect();
+      await server.stop();
+    }
+  });
+});
+
+test('sentinel options: master name, db and passwords map onto ioredis; --print-config masks sentinel passwords', () => {
+  const args = ioredisArgs({ url: 'redis://:pw@mymaster/2', sentinels: [':spw@10.0.0.1:26380', '10.0.0.2'], tls: { verify: true } });
+  assert.equal(args.url, null);
+  assert.deepEqual(args.options, {
+    name: 'mymaster', sentinels: [{ host: '10.0.0.1', port: 26380 }, { host: '10.0.0.2', port: 26379 }], password: 'pw', sentinelPassword: 'spw', db: 2,
+  });
+  assert.equal(ioredisArgs({ url: 'redis://mymaster', sentinels: [':spw@h:1'], tls: { verify: true } }).options.password, 'spw', 'anycable-go: a sentinel entry password serves the master too');
+  assert.deepEqual(ioredisArgs({ url: 'rediss://h:1', sentinels: [], tls: { verify: false } }).options, { tls: { rejectUnauthorized: false } });
+  const printed = printableConfig(loadConfig(['--redis_sentinels', ':secretpw@h:26379,h2:26379'], {}).flagValues);
+  assert.deepEqual(printed.redis_sentinels, ['******@h:26379', 'h2:26379']);
+});

@@ -8,9 +8,10 @@ import { loadUws, type Uws } from '../server/uws.js';
 import { createApp, listen, registerRoutes, type HttpRoute } from '../server/http-server.js';
 import { healthRoute } from '../server/health.js';
 import { checkTlsFiles } from '../server/tls-files.js';
+import { RateLimitedLog } from '../logging/rate-limited.js';
 import { ApiListener } from '../server/api-listener.js';
 import { WsEndpoint } from '../server/ws-endpoint.js';
-import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
+import { broadcastPolicy, hasValidBearer, INVALID_CREDENTIALS, type KeyPolicy } from '../server/auth-guard.js';
 import { Hub } from '../hub/hub.js';
 import { Node } from '../node/node.js';
 import { DisconnectQueue } from '../node/disconnect-queue.js';
@@ -91,12 +92,18 @@ function buildSubscriber(config: Config, metrics: Metrics, logger: Logger): Subs
   return null;
 }
 
-function metricsRoute(path: string, keys: readonly string[], render: () => Promise<string>, contentType: string): HttpRoute {
+/** Prometheus scrapes: on the main port they need the API key (the 401 is logged saying so); --metrics_port is open. */
+function metricsRoute(path: string, keys: KeyPolicy, render: () => Promise<string>, contentType: string, logger: Logger): HttpRoute {
+  const quiet = new RateLimitedLog(logger.child({ component: 'metrics_http' }));
   return {
     method: 'get',
     pattern: path,
     handle: async (reply, req) => {
-      if (!hasValidBearer(req, keys)) return reply.json('401 Unauthorized', INVALID_CREDENTIALS);
+      if (!hasValidBearer(req, keys)) {
+        quiet.warn('refused', { path, remote: req.remoteAddress },
+          'metrics refused (401): the main port needs Authorization: Bearer <API key> (--api_key, or derived from --secret); or scrape --metrics_port (no key, internal networks only)');
+        return reply.json('401 Unauthorized', INVALID_CREDENTIALS);
+      }
       const body = await render();
       reply.send('200 OK', body, { 'Content-Type': contentType });
     },
@@ -154,14 +161,15 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const apiOnlyRoutes: HttpRoute[] = [];
   const sharedBroadcastPort = config.httpBroadcastPort !== 0 && config.httpBroadcastPort === config.port;
   if (config.broadcastAdapters.includes('http')) {
-    const keys = config.broadcastKey ? [config.broadcastKey, config.apiKey] : [];
+    const { policy: keys, warning } = broadcastPolicy(config);
+    if (warning) logger.warn(warning);
     const route = httpBroadcastRoute({ path: config.httpBroadcastPath, keys, maxBody: config.httpBroadcastMaxBody },
       (pubs) => pipeline.accept(pubs, false), metrics, logger);
     // As anycable-go: an unauthenticated broadcast endpoint stays off the public main port.
     if (config.broadcastKey || sharedBroadcastPort) routes.push(route);
     else apiOnlyRoutes.push(route);
   }
-  const users = config.usersFile ? loadUsersFile(config.usersFile) : new Map<string, string>();
+  const users = config.usersFile ? loadUsersFile(config.usersFile) : null;
   if (config.jwtSecrets.length > 0 && config.apiKey) {
     routes.push(tokenRoute({ apiKey: config.apiKey, signingSecret: config.jwtSecrets[0] ?? '', defaultTtlS: config.tokenTtlS, users }, logger));
   }
@@ -169,10 +177,11 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const renderMetrics = async (): Promise<string> => (registry ? registry.metrics() : '');
   let metricsListener: ApiListener | null = null;
   if (registry && config.metricsPort === 0) {
-    routes.push(metricsRoute(config.metricsHttp, [config.apiKey], renderMetrics, registry.contentType));
+    // No API key at all (--noauth without a secret): nothing to ask for, the endpoint stays open as before.
+    routes.push(metricsRoute(config.metricsHttp, config.apiKey ? [config.apiKey] : 'open', renderMetrics, registry.contentType, logger));
   } else if (registry) {
     // A separate metrics port is an operator network: no key, as anycable-go. node:http answers every scraper.
-    metricsListener = new ApiListener([metricsRoute(config.metricsHttp, [], renderMetrics, registry.contentType)], logger, 'metrics_http');
+    metricsListener = new ApiListener([metricsRoute(config.metricsHttp, 'open', renderMetrics, registry.contentType, logger)], logger, 'metrics_http');
   }
   registerRoutes(app, routes);
   const apiListener = config.broadcastAdapters.includes('http') && !sharedBroadcastPort

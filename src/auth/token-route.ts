@@ -4,47 +4,36 @@ import { readBody } from '../server/http-io.js';
 import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
 import { mintToken } from './jwt.js';
 import { verifyPassword } from './users.js';
+import { AttemptThrottle, BUSY, DEFAULT_THROTTLE, WorkGate, type ThrottleOptions } from './login-guard.js';
+import { RateLimitedLog } from '../logging/rate-limited.js';
 
 export interface TokenRouteOptions {
   readonly apiKey: string;
   readonly signingSecret: string;
   readonly defaultTtlS: number;
-  /** username → scrypt hash */
-  readonly users: ReadonlyMap<string, string>;
+  /** username → scrypt hash; null without --users_file: then the password path does not exist. */
+  readonly users: ReadonlyMap<string, string> | null;
+  /** Tests shorten these; production uses the defaults. */
+  readonly throttle?: ThrottleOptions;
 }
 
 const MAX_TTL_S = 30 * 24 * 3600;
-const FREE_FAILURES = 5;
-
-/** Failed logins per address: past a few, each answer waits longer (capped), to slow guessing. */
-class FailureThrottle {
-  private readonly failures = new Map<string, { count: number; at: number }>();
-
-  delayFor(address: string): number {
-    const entry = this.failures.get(address);
-    if (!entry || Date.now() - entry.at > 15 * 60_000) return 0;
-    return entry.count < FREE_FAILURES ? 0 : Math.min(100 * 2 ** (entry.count - FREE_FAILURES), 5000);
-  }
-
-  fail(address: string): void {
-    const entry = this.failures.get(address);
-    this.failures.set(address, { count: (entry?.count ?? 0) + 1, at: Date.now() });
-    if (this.failures.size > 10_000) this.failures.clear(); // bounded memory under a spray of addresses
-  }
-
-  succeed(address: string): void {
-    this.failures.delete(address);
-  }
-}
+/** scrypt checks in flight at once: libuv has 4 threads by default, DNS and files need some too. */
+const SCRYPT_IN_FLIGHT = 2;
+/** Checks that may wait for a slot; past it the answer is 503 at once (memory stays bounded). */
+const SCRYPT_WAITING = 32;
 
 /**
  * POST /auth/token. With the API key: `{"identifiers":{…},"ttl":s}` → a token for those identifiers.
- * With `{"username","password"}` from --users_file: a token for {"user_id":<username>}.
+ * With `{"username","password"}` from --users_file: a token for {"user_id":<username>}; throttled per
+ * address (429 + Retry-After), scrypt capped globally (503 when too many wait); no users file: 422 at once.
  */
 export function tokenRoute(opts: TokenRouteOptions, logger: Logger): HttpRoute {
   const log = logger.child({ component: 'token' });
-  const throttle = new FailureThrottle();
-  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  const quiet = new RateLimitedLog(log);
+  const throttle = new AttemptThrottle(opts.throttle ?? DEFAULT_THROTTLE);
+  const scryptGate = new WorkGate(SCRYPT_IN_FLIGHT, SCRYPT_WAITING);
+  const users = opts.users;
   return {
     method: 'post',
     pattern: '/auth/token',
@@ -70,16 +59,28 @@ export function tokenRoute(opts: TokenRouteOptions, logger: Logger): HttpRoute {
       }
       let identifiers: string;
       if (typeof input.username === 'string' && typeof input.password === 'string') {
-        const delay = throttle.delayFor(address);
-        if (delay > 0) await sleep(delay);
-        const ok = await verifyPassword(input.password, opts.users.get(input.username));
+        if (users === null) {
+          log.info({ remote: address }, 'token refused: password login is off (no --users_file)');
+          return reply.json('422 Unprocessable Entity', { error: 'invalid_payload', detail: 'password login is off (no --users_file): send identifiers with the API key' });
+        }
+        const waitS = throttle.take(address);
+        if (waitS > 0) {
+          quiet.warn('throttled', { remote: address, retry_after_s: waitS }, 'token refused: too many login attempts from this address');
+          return reply.send('429 Too Many Requests', JSON.stringify({ error: 'too_many_requests', retry_after: waitS }),
+            { 'Content-Type': 'application/json', 'Retry-After': String(waitS) });
+        }
+        const { username, password } = input;
+        const ok = await scryptGate.run(() => verifyPassword(password, users.get(username)));
+        if (ok === BUSY) {
+          quiet.warn('busy', { remote: address }, 'token refused: too many password checks in flight');
+          return reply.send('503 Service Unavailable', JSON.stringify({ error: 'busy', retry_after: 1 }),
+            { 'Content-Type': 'application/json', 'Retry-After': '1' });
+        }
         if (!ok) {
-          throttle.fail(address);
           log.info({ remote: address }, 'token refused: invalid credentials');
           return reply.json('401 Unauthorized', INVALID_CREDENTIALS);
         }
-        throttle.succeed(address);
-        identifiers = JSON.stringify({ user_id: input.username });
+        identifiers = JSON.stringify({ user_id: username });
       } else {
         if (!keyOk) {
           log.info({ remote: address }, 'token refused: invalid credentials');

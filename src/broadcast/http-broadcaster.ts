@@ -2,13 +2,13 @@ import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HttpRoute } from '../server/http-server.js';
 import { readBody } from '../server/http-io.js';
-import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
+import { hasValidBearer, INVALID_CREDENTIALS, type KeyPolicy } from '../server/auth-guard.js';
 import { parsePublicationsText, type Publication } from './message.js';
 
 export interface HttpBroadcasterOptions {
   readonly path: string;
-  /** Accepted bearer keys (broadcast key, API key); none = open. */
-  readonly keys: readonly string[];
+  /** Accepted bearer keys (broadcast key, API key), or 'open' (--public / --broadcast_key=none). */
+  readonly keys: KeyPolicy;
   readonly maxBody: number;
 }
 

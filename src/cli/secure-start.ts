@@ -20,7 +20,7 @@ function isWeak(secret: string): boolean {
  */
 export function checkSecrets(config: Config, production: boolean): StartVerdict {
   const open = config.public || config.noauth;
-  const broadcastsOpen = config.broadcastAdapters.includes('http') && config.broadcastKey === '';
+  const broadcastsOpen = config.broadcastAdapters.includes('http') && config.broadcastKey === '' && !config.broadcastOpen;
   const missing = !open && config.secret === '' && (config.jwtSecrets.length === 0 || broadcastsOpen);
   const weak = [config.secret, ...config.jwtSecrets].filter((s) => s !== '' && isWeak(s));
   const problems: string[] = [];

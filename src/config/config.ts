@@ -52,6 +52,8 @@ export interface Config {
   readonly httpBroadcastPort: number;
   /** Empty = broadcasts need no key. */
   readonly broadcastKey: string;
+  /** Broadcasts without any key: only with --public or --broadcast_key=none (warned at start). */
+  readonly broadcastOpen: boolean;
   readonly httpBroadcastMaxBody: number;
   readonly redisUrl: string;
   readonly redisChannel: string;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient } from '../helpers/ws-client.js';
-import { httpRequest, sleep } from '../helpers/http.js';
+import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { signToken } from '../helpers/tokens.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { hashPassword } from '../../src/auth/users.js';
@@ -370,5 +370,106 @@ describe('issue 11: URL credentials are masked; an unreachable NATS is reported 
       err: 'dial rediss://******@h failed', msg: 'cannot reach amqp://******@h?password=******',
     });
     assert.equal(new ConfigError(['--redis_url: "redis://:pw11@h" is odd']).message, 'invalid configuration:\n  - --redis_url: "redis://******@h" is odd');
+  });
+});
+
+describe('issue 11: the password path is cheap to refuse and throttled as attempts arrive', () => {
+  const login = (server: TestServer, password: string): ReturnType<typeof httpRequest> => postJson(`${server.http}/auth/token`, { username: 'alice', password });
+
+  test('without --users_file the password path does not exist: 422 at once, with or without the API key', async () => {
+    await withServer(['--secret', TEST_SECRET, '--norpc'], async (server) => {
+      const answers = await Promise.all(Array.from({ length: 64 }, (_, i) => postJson(`${server.http}/auth/token`, { username: 'alice', password: `guess-${i}` }, i % 2 === 0 ? API_KEY : undefined)));
+      for (const answer of answers) {
+        assert.equal(answer.status, 422);
+        assert.deepEqual(answer.json(), { error: 'invalid_payload', detail: 'password login is off (no --users_file): send identifiers with the API key' });
+      }
+    });
+  });
+
+  test('with --users_file a parallel burst is counted as it arrives: a few 401s, the rest 429 with Retry-After', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-users-'));
+    writeFileSync(join(dir, 'users'), `alice:${await hashPassword('wonderland')}\n`);
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--users_file', join(dir, 'users')], async (server) => {
+      const answers = await Promise.all(Array.from({ length: 64 }, (_, i) => login(server, `guess-${i}`)));
+      const byStatus = new Map<number, number>();
+      for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
+      const refused = byStatus.get(401) ?? 0;
+      const throttled = answers.filter((a) => a.status === 429);
+      assert.equal(refused + throttled.length, 64, JSON.stringify([...byStatus]));
+      assert.ok(refused >= 5 && refused <= 7, `${refused} attempts reached scrypt (burst 5, one more per 2 s)`);
+      for (const a of throttled) {
+        const retryAfter = Number(a.headers['retry-after']);
+        assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1, `Retry-After ${String(a.headers['retry-after'])}`);
+        assert.deepEqual(a.json(), { error: 'too_many_requests', retry_after: retryAfter });
+      }
+      // Even the right password waits its turn: the throttle counts attempts, not failures.
+      assert.equal((await login(server, 'wonderland')).status, 429);
+    });
+  });
+
+  test('the throttle forgets the least recently seen address first, never more than its bound', async () => {
+    const { AttemptThrottle } = await import('../../src/auth/login-guard.js');
+    let now = 0;
+    const throttle = new AttemptThrottle({ burst: 2, refillMs: 1000, maxAddresses: 3 }, () => now);
+    assert.deepEqual([throttle.take('a'), throttle.take('a'), throttle.take('a')], [0, 0, 1]);
+    assert.deepEqual([throttle.take('b'), throttle.take('b'), throttle.take('b')], [0, 0, 1]);
+    throttle.take('c');
+    throttle.take('d'); // 'a' is the least recently seen: forgotten
+    assert.equal(throttle.size, 3);
+    assert.equal(throttle.take('b'), 1, 'b is still counted (and now the most recently seen)');
+    assert.equal(throttle.take('a'), 0, 'a forgotten address starts afresh');
+    now += 1000;
+    assert.equal(throttle.take('b'), 0, 'one attempt more per refill period');
+    for (let i = 0; i < 1000; i++) throttle.take(`spray-${i}`);
+    assert.equal(throttle.size, 3);
+  });
+
+  test('scrypt work is capped globally: at most 2 in flight, a bounded queue, the rest told busy at once', async () => {
+    const { WorkGate, BUSY } = await import('../../src/auth/login-guard.js');
+    const gate = new WorkGate(2, 3);
+    const releases: Array<() => void> = [];
+    const runs = Array.from({ length: 10 }, () => gate.run(() => new Promise<string>((resolve) => releases.push(() => resolve('done')))));
+    const settled = await Promise.race([Promise.all(runs.slice(5)), sleep(1000).then(() => 'timeout')]);
+    assert.deepEqual(settled, [BUSY, BUSY, BUSY, BUSY, BUSY]);
+    while (releases.length > 0 || gate.peakInFlight === 0) { releases.shift()?.(); await sleep(1); }
+    assert.deepEqual(await Promise.all(runs.slice(0, 5)), ['done', 'done', 'done', 'done', 'done']);
+    assert.equal(gate.peakInFlight, 2);
+  });
+});
+
+describe('issue 11: unauthenticated broadcasts only with --public or --broadcast_key=none', () => {
+  test('--noauth without a secret: broadcasts are refused (401), and a warning at start says how to open them', async () => {
+    await withServer(['--noauth', '--norpc'], async (server) => {
+      for (const key of [undefined, 'anything']) {
+        const answer = await broadcast(server.api, { command: 'disconnect', payload: { identifier: '{"sid":"x"}', reconnect: false } }, key);
+        assert.equal(answer.status, 401);
+        assert.deepEqual(answer.json(), { error: 'invalid_credentials' });
+      }
+      await logLine(server, /HTTP broadcasts are refused \(401\): no broadcast key.*--broadcast_key=none/);
+    });
+  });
+
+  for (const flags of [['--noauth', '--broadcast_key', 'none'], ['--public']]) {
+    test(`${flags.join(' ')}: broadcasts need no key, with a warning at start`, async () => {
+      await withServer([...flags, '--norpc'], async (server) => {
+        const answer = await broadcast(server.api, { stream: 'open-stream', data: '{}' });
+        assert.equal(answer.status, 201);
+        const line = JSON.parse(await logLine(server, /HTTP broadcasts need no key/)) as { level: number };
+        assert.equal(line.level, 40);
+      });
+    });
+  }
+});
+
+describe('issue 11: a Prometheus without the API key is told which key the main port expects', () => {
+  test('/metrics on the main port: 401, and the log line names the API key and --metrics_port', async () => {
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--metrics_http', '/metrics'], async (server) => {
+      const answer = await httpRequest(`${server.http}/metrics`);
+      assert.equal(answer.status, 401);
+      const line = JSON.parse(await logLine(server, /metrics refused \(401\)/)) as { msg: string; path: string };
+      assert.match(line.msg, /Authorization: Bearer <API key> \(--api_key, or derived from --secret\)/);
+      assert.match(line.msg, /--metrics_port/);
+      assert.equal(line.path, '/metrics');
+    });
   });
 });

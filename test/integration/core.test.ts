@@ -202,7 +202,8 @@ describe('other auth modes', () => {
   });
 
   test('--noauth accepts a connection without a token with identifiers {"sid":…}', async () => {
-    await withServer(['--noauth', '--norpc', '--disconnect_mode', 'always'], async (server) => {
+    // --broadcast_key none: --noauth alone leaves broadcasts closed (no key to check).
+    await withServer(['--noauth', '--norpc', '--disconnect_mode', 'always', '--broadcast_key', 'none'], async (server) => {
       const client = await RawClient.connect(server.url);
       const welcome = (await client.next()) as { type: string; sid: string };
       assert.equal(welcome.type, 'welcome');

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { RawWs } from './raw-ws.js';
 
 export interface LoadArgs {
-  mode: 'connect' | 'fanout' | 'idle';
+  mode: 'connect' | 'fanout' | 'idle' | 'replay';
   port: number;
   /** Path and query of the WebSocket endpoint, e.g. /cable?jid=… */
   path: string;
@@ -19,6 +19,8 @@ export interface LoadArgs {
   /** Clients that parse and time every frame; the others only count frames. */
   sample: number;
   stream: string;
+  /** replay: messages stored before the clients come back. */
+  history?: number;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as LoadArgs;
@@ -99,7 +101,49 @@ function post(body: string): Promise<number> {
   });
 }
 
+/**
+ * N clients come back at once (100 connecting at a time) and subscribe with `history.since`; each gets
+ * the stored messages, then confirm_history. Time until every client caught up, and per client.
+ */
+async function replay(): Promise<void> {
+  const stored = args.history ?? 100;
+  for (let i = 0; i < stored; i++) await post(JSON.stringify({ stream: args.stream, data: JSON.stringify({ i, pad: 'x'.repeat(200) }) }));
+  const subscribe = JSON.stringify({ command: 'subscribe', identifier, history: { since: Math.floor(Date.now() / 1000) - 60 } });
+  const times: number[] = [];
+  let short = 0;
+  let failed = 0;
+  let next = 0;
+  const started = performance.now();
+  const catchUp = async (): Promise<void> => {
+    const t0 = performance.now();
+    let got = 0;
+    let done: () => void = () => undefined;
+    const finished = new Promise<void>((resolve) => { done = resolve; });
+    const ws = await RawWs.open(args.port, args.path, (payload) => {
+      if (payload[2] === 0x69) got++; // {"identifier"…: a history message
+      else if (payload.includes('confirm_history') || payload.includes('reject_history')) done();
+    });
+    // Commands queue behind authentication: no need to wait for the welcome.
+    ws.send(subscribe);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([finished, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('no confirm_history')), 30_000); })]).finally(() => clearTimeout(timer));
+    if (got < stored) short++;
+    times.push(performance.now() - t0);
+    ws.destroy();
+  };
+  const worker = async (): Promise<void> => {
+    while (next < args.count) {
+      next++;
+      await catchUp().catch(() => { failed++; });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(args.concurrency, args.count) }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  console.log(JSON.stringify({ caughtUp: times.length, failed, short, allCaughtUpS: seconds, p50: percentile(times, 50), p99: percentile(times, 99), deliveriesPerS: (times.length * stored) / seconds }));
+}
+
 async function main(): Promise<void> {
+  if (args.mode === 'replay') return replay();
   if (args.mode === 'connect') {
     const { sockets, times, failed, seconds } = await openMany(args.count, true);
     for (const ws of sockets) ws.destroy();

@@ -1,4 +1,4 @@
-// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory] [--broadcasts=50]
+// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory,replay] [--broadcasts=50]
 // Each server is its own process (pinned to core 0 when taskset exists), the load client another (core 1).
 // Numbers are reported next to the baselines of the same run, and as ratios to the bare uWS limit.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -12,13 +12,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const opt = (name: string, def: string): string => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
 const sizes = opt('sizes', '1000,5000').split(',').map(Number);
-const scenarios = opt('scenarios', 'connect,fanout,memory').split(',');
+const scenarios = opt('scenarios', 'connect,fanout,memory,replay').split(',');
 const broadcasts = Number(opt('broadcasts', '50'));
 const interval = Number(opt('interval', '0'));
 const only = opt('servers', '').split(',').filter((s) => s !== '');
 const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).stdout.trim() !== '';
 const SECRET = 'bench-secret-0123456789abcdef';
-const RPC_PORT = 50061;
+// Ports are options so two runs on one machine don't collide.
+const RPC_PORT = Number(opt('rpc_port', '50061'));
 
 function pinned(core: number, args: string[]): [string, string[]] {
   return hasTaskset ? ['taskset', ['-c', String(core), process.execPath, ...args]] : [process.execPath, args];
@@ -49,6 +50,8 @@ interface ServerSpec {
   readonly fanoutOnly?: boolean;
   /** Broadcasts go through this Redis channel instead of HTTP. */
   readonly redisChannel?: string;
+  /** Runs with a broker: also the history replay scenario. */
+  readonly broker?: boolean;
 }
 
 /** --before=<checkout>: also runs the cablecat built in another checkout (its dist/), for before/after in one run. */
@@ -61,6 +64,8 @@ const SERVERS: readonly ServerSpec[] = [
   { name: 'cablecat-jwt', args: (p) => cablecatArgs(p, ['--norpc']), ready: /cablecat started/, jwt: true },
   { name: 'cablecat-redis', args: (p) => cablecatArgs(p, ['--norpc', '--broadcast_adapter', 'redis', '--redis_channel', `__cablecat_bench_${p}__`]), ready: /cablecat started/, jwt: true, fanoutOnly: true, redisChannel: '__cablecat_bench_PORT__' },
   ...(beforeRoot ? [{ name: 'cablecat-jwt-before', args: (p: number) => cablecatArgs(p, ['--norpc'], beforeRoot), ready: /cablecat started/, jwt: true }] : []),
+  { name: 'cablecat-broker-memory', args: (p) => cablecatArgs(p, ['--norpc', '--broker', 'memory']), ready: /cablecat started/, jwt: true, fanoutOnly: true, broker: true },
+  { name: 'cablecat-broker-redis', args: (p) => cablecatArgs(p, ['--norpc', '--broker', 'redis']), ready: /cablecat started/, jwt: true, fanoutOnly: true, broker: true },
   { name: 'cablecat-rpc', args: (p) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never']), ready: /cablecat started/, jwt: false, connectOnly: true },
 ];
 
@@ -103,12 +108,18 @@ function cpuMs(pid: number): { user: number; total: number } {
 type Row = Record<string, unknown> & { server: string; scenario: string; size: number };
 
 async function measure(spec: ServerSpec, scenario: string, size: number, pid: number, port: number, token: string): Promise<Row> {
-  const base = { port, path: spec.jwt ? `/cable?jid=${token}` : '/cable', http: `http://127.0.0.1:${port}`, count: size, concurrency: 100, stream: 'bench', sample: 200, broadcasts, interval, ...(spec.redisChannel ? { redisChannel: spec.redisChannel.replace('PORT', String(port)) } : {}) };
+  // A stream per server: the Redis broker keeps history between runs.
+  const base = { port, path: spec.jwt ? `/cable?jid=${token}` : '/cable', http: `http://127.0.0.1:${port}`, count: size, concurrency: 100, stream: `bench-${port}-${Date.now()}`, sample: 200, broadcasts, interval, ...(spec.redisChannel ? { redisChannel: spec.redisChannel.replace('PORT', String(port)) } : {}) };
   const row: Row = { server: spec.name, scenario, size };
   if (scenario === 'connect') {
     const before = cpuMs(pid);
     const r = await runLoad({ ...base, mode: 'connect' }).result;
     return { ...row, ...r, serverCpuUsPerConn: ((cpuMs(pid).total - before.total) * 1000) / Math.max(1, r.connected ?? 1) };
+  }
+  if (scenario === 'replay') {
+    const before = cpuMs(pid);
+    const r = await runLoad({ ...base, mode: 'replay', history: 100 }).result;
+    return { ...row, ...r, serverCpuUsPerConn: ((cpuMs(pid).total - before.total) * 1000) / Math.max(1, r.caughtUp ?? 1) };
   }
   if (scenario === 'fanout') {
     // CPU is read once the subscriptions are in place: connecting is not part of delivering.
@@ -135,11 +146,11 @@ async function measure(spec: ServerSpec, scenario: string, size: number, pid: nu
 function table(results: readonly Row[]): string {
   const f = (v: unknown, d = 1): string => (typeof v === 'number' ? v.toFixed(d) : '');
   const lines = [
-    '| server | scenario | n | conn/s | p50 ms | p95 ms | p99 ms | max ms | deliveries/s | lost | server CPU µs/conn | server user CPU µs/delivery | bytes/conn (marginal) | bytes/conn (all) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| server | scenario | n | conn/s | p50 ms | p95 ms | p99 ms | max ms | deliveries/s | lost | server CPU µs/conn | server user CPU µs/delivery | bytes/conn (marginal) | bytes/conn (all) | all caught up s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
-    lines.push(`| ${r.server} | ${r.scenario} | ${r.size} | ${f(r.rate, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.deliveriesPerS, 0)} | ${r.lost ?? ''} | ${f(r.serverCpuUsPerConn, 0)} | ${f(r.serverUserCpuUsPerDelivery, 2)} | ${r.bytesPerConnection ?? ''} | ${r.bytesPerConnectionAll ?? ''} |${r.error ? ` ${String(r.error)}` : ''}`);
+    lines.push(`| ${r.server} | ${r.scenario} | ${r.size} | ${f(r.rate, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.deliveriesPerS, 0)} | ${r.lost ?? ''} | ${f(r.serverCpuUsPerConn, 0)} | ${f(r.serverUserCpuUsPerDelivery, 2)} | ${r.bytesPerConnection ?? ''} | ${r.bytesPerConnectionAll ?? ''} | ${f(r.allCaughtUpS, 2)} |${r.error ? ` ${String(r.error)}` : ''}`);
   }
   return lines.join('\n');
 }
@@ -156,6 +167,9 @@ function ratios(results: readonly Row[]): string {
       `  deliveries/s cablecat/bare-uws = ${ratio(get('cablecat-jwt', 'fanout', size, 'deliveriesPerS'), get('bare-uws', 'fanout', size, 'deliveriesPerS'))} (target ≥ 0.7)`,
       `  deliveries/s cablecat/ws = ${ratio(get('cablecat-jwt', 'fanout', size, 'deliveriesPerS'), get('ws', 'fanout', size, 'deliveriesPerS'))}; server CPU per delivery ws/cablecat = ${ratio(get('ws', 'fanout', size, 'serverUserCpuUsPerDelivery'), get('cablecat-jwt', 'fanout', size, 'serverUserCpuUsPerDelivery'))} (target ≥ 3)`,
       `  connect rate jwt/rpc = ${ratio(get('cablecat-jwt', 'connect', size, 'rate'), get('cablecat-rpc', 'connect', size, 'rate'))}; p50 rpc/jwt = ${ratio(get('cablecat-rpc', 'connect', size, 'p50'), get('cablecat-jwt', 'connect', size, 'p50'))} (target ≥ 2)`,
+      `  fan-out server CPU per delivery broker-memory/no broker = ${ratio(get('cablecat-broker-memory', 'fanout', size, 'serverUserCpuUsPerDelivery'), get('cablecat-jwt', 'fanout', size, 'serverUserCpuUsPerDelivery'))} (target ≤ 1.2); broker-redis/no broker = ${ratio(get('cablecat-broker-redis', 'fanout', size, 'serverUserCpuUsPerDelivery'), get('cablecat-jwt', 'fanout', size, 'serverUserCpuUsPerDelivery'))}`,
+      `  fan-out p99 broker-memory/no broker = ${ratio(get('cablecat-broker-memory', 'fanout', size, 'p99'), get('cablecat-jwt', 'fanout', size, 'p99'))}; broker-redis/no broker = ${ratio(get('cablecat-broker-redis', 'fanout', size, 'p99'), get('cablecat-jwt', 'fanout', size, 'p99'))}`,
+      `  history replay of 100 messages to ${size} returning clients: memory ${get('cablecat-broker-memory', 'replay', size, 'allCaughtUpS').toFixed(2)} s, redis ${get('cablecat-broker-redis', 'replay', size, 'allCaughtUpS').toFixed(2)} s until all caught up`,
       `  connect rate cablecat/bare-uws = ${ratio(get('cablecat-jwt', 'connect', size, 'rate'), get('bare-uws', 'connect', size, 'rate'))} (target ≥ 0.67)`,
       `  memory marginal cablecat − bare-uws = ${get('cablecat-jwt', 'memory', size, 'bytesPerConnection') - get('bare-uws', 'memory', size, 'bytesPerConnection')} bytes/conn (target ≤ 2048)`);
   }
@@ -166,12 +180,12 @@ async function main(): Promise<void> {
   const token = await new SignJWT({ ext: '{"uid":"bench"}' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(createSecretKey(Buffer.from(SECRET)));
   const rpcApp = await startProcess(1, [join(here, 'rpc-app.js'), String(RPC_PORT)], /ready/);
   const results: Row[] = [];
-  let port = 19100;
+  let port = Number(opt('base_port', '19100'));
   try {
     for (const size of sizes) {
       for (const spec of SERVERS.filter((s) => only.length === 0 || only.includes(s.name))) {
         for (const scenario of scenarios) {
-          if ((spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
+          if (scenario === 'replay' ? !spec.broker : (spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
           port++;
           const server = await startProcess(0, spec.args(port), spec.ready);
           await new Promise((r) => setTimeout(r, 300));

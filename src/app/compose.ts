@@ -130,7 +130,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const reliable = {
     history: new HistoryServer(broker, catchUp, { graceMs: historyGraceMs(broker) }, metrics, logger),
     // Clients come back with history requests at once; a second is plenty and bounds the wait of others.
-    sessions: broker && config.sessionsTtlS > 0 ? new SessionKeeper(broker, catchUp, { restoreHoldMs: 1000 }, metrics, logger) : null,
+    sessions: broker && config.sessionsTtlS > 0 ? new SessionKeeper(broker, catchUp, { restoreHoldMs: 1000, refreshMs: config.sessionsTtlS * 500 }, metrics, logger) : null,
   };
   const node = new Node(
     {
@@ -208,6 +208,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     async start() {
       if (broker) {
         await broker.start();
+        reliable.sessions?.start();
         logger.info({ broker: broker.kind, historyLimit: config.historyLimit, historyTtlS: config.historyTtlS, sessionsTtlS: config.sessionsTtlS }, 'broker enabled');
       }
       if (pubsub) await pubsub.start((pub) => node.deliver(pub));
@@ -236,6 +237,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       // Bounded: with the broker down they would wait for it forever.
       if (sequencer) await Promise.race([sequencer.drain(), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())).unref())]);
       if (pubsub) await pubsub.shutdown();
+      reliable.sessions?.stop();
       await broker?.shutdown();
       await controller.shutdown();
       metricsLogger?.stop();

@@ -26,6 +26,8 @@ export interface SessionKeeperOptions {
    * request (ext clients send it at once): history first, then what came meanwhile, nothing twice.
    */
   readonly restoreHoldMs: number;
+  /** Live sessions' snapshots are written again this often, so a node crash leaves them restorable (0 = never). */
+  readonly refreshMs: number;
 }
 
 /**
@@ -34,9 +36,10 @@ export interface SessionKeeperOptions {
  * its identifiers, state and streams back without Connect or channel callbacks.
  */
 export class SessionKeeper {
-  /** The last snapshot written per session, re-committed at close so the TTL counts from there. */
-  private readonly last = new WeakMap<KeptSession, string>();
+  /** The last snapshot written per live session: refreshed while it lives, written again at its close. */
+  private readonly last = new Map<KeptSession, string>();
   private readonly log: Logger;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly broker: Broker,
@@ -46,6 +49,19 @@ export class SessionKeeper {
     logger: Logger,
   ) {
     this.log = logger.child({ component: 'sessions' });
+  }
+
+  /** As anycable-go: live sessions refresh their entry every sessions_ttl / 2. */
+  start(): void {
+    if (this.opts.refreshMs <= 0) return;
+    this.timer = setInterval(() => {
+      for (const [session, text] of this.last) this.write(session.sid, text);
+    }, this.opts.refreshMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 
   /**
@@ -109,7 +125,9 @@ export class SessionKeeper {
   /** The connection ended: the last snapshot is written again, so it can be restored for sessions_ttl from now. */
   finish(session: KeptSession): void {
     const text = this.last.get(session);
-    if (text !== undefined) this.write(session.sid, text);
+    if (text === undefined) return;
+    this.last.delete(session);
+    this.write(session.sid, text);
   }
 
   private write(sid: string, text: string): void {

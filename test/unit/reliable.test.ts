@@ -231,3 +231,72 @@ describe('history server with catch-up holds', () => {
     assert.equal(catchUp.active, false);
   });
 });
+
+describe('hub holds for catching up', () => {
+  class Sock implements TopicSocket {
+    readonly topics = new Set<string>();
+    subscribe(t: string): boolean { if (this.topics.has(t)) return false; this.topics.add(t); return true; }
+    unsubscribe(t: string): boolean { return this.topics.delete(t); }
+    isSubscribed(t: string): boolean { return this.topics.has(t); }
+    publish(): boolean { return true; }
+  }
+
+  test('a held socket leaves the topic but keeps the stream followed; unsubscribing while held leaves nothing behind', async () => {
+    const { Hub } = await import('../../src/hub/hub.js');
+    const published: Array<[string, string]> = [];
+    const removed: string[] = [];
+    const metrics = new Metrics();
+    const hub = new Hub({ publish: (t, m) => { published.push([t, m]); return true; } }, metrics, { onStreamAdded: () => undefined, onStreamRemoved: (s) => removed.push(s) });
+    const [a, b] = [new Sock(), new Sock()];
+    hub.subscribe(a, 's', 'id');
+    hub.subscribe(b, 's', 'id');
+    hub.hold(a, 's', 'id');
+    assert.equal(a.topics.size, 0);
+    hub.broadcast('s', '1', null, { epoch: 'e', offset: 1 });
+    assert.equal(metrics.counters.server_msg_total, 1, 'the held socket is not counted as a receiver');
+    assert.equal(published[0]?.[1], '{"identifier":"id","message":1,"stream_id":"s","epoch":"e","offset":1}');
+    hub.release(a, 's', 'id', true);
+    assert.equal(a.topics.size, 1, 'back in the topic');
+    hub.hold(a, 's', 'id');
+    hub.unsubscribe(a, 's', 'id');
+    hub.release(a, 's', 'id', true);
+    assert.equal(a.topics.size, 0, 'a stopped stream is not re-entered at release');
+    assert.deepEqual([...hub.routes()], [{ stream: 's', identifier: 'id', subscribers: 1 }]);
+    hub.hold(b, 's', 'id');
+    hub.unsubscribe(null, 's', 'id');
+    hub.release(b, 's', 'id', false);
+    assert.deepEqual(removed, ['s'], 'the last subscriber left, held or not');
+    assert.deepEqual([...hub.routes()], []);
+  });
+});
+
+describe('session keeper', () => {
+  test('live sessions are written again every refresh, so they outlive the TTL; a finished one is not', async () => {
+    const { SessionKeeper } = await import('../../src/reliable/session-keeper.js');
+    let now = 0;
+    const broker = new MemoryBroker({ historyLimit: 10, historyTtlS: 10, sessionsTtlS: 10 }, () => now);
+    const keeper = new SessionKeeper(broker, new CatchUp(gate), { restoreHoldMs: 10, refreshMs: 5 }, new Metrics(), logger);
+    const session = (sid: string) => ({
+      sid, identifiers: '{"u":1}', cstate: {}, subscriptions: new Map(), usedRpc: false, liveSocket: null,
+      send: () => true, cork: (w: () => void) => w(), subscription: () => undefined,
+      patchConnectionState: () => undefined, authenticated: () => true, confirmSubscription: () => true,
+      patchChannelState: () => undefined, startStreams: () => undefined,
+    });
+    const live = session('live');
+    const gone = session('gone');
+    keeper.commit(live);
+    keeper.commit(gone);
+    keeper.finish(gone);
+    keeper.start();
+    try {
+      for (let step = 0; step < 4; step++) {
+        now += 6_000;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(await broker.sessions.fetch('live'), 'refreshed while alive');
+      assert.equal(await broker.sessions.fetch('gone'), null, 'expired sessions_ttl after its close');
+    } finally {
+      keeper.stop();
+    }
+  });
+});

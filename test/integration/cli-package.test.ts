@@ -219,6 +219,21 @@ function writeConsumerProject(project: string, spec: string, integrity: string):
 }
 
 describe('npm package', () => {
+  test('npm install on a fresh clone leaves package-lock.json unchanged (package.json and the lock agree)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-lock-'));
+    try {
+      for (const name of ['package.json', 'package-lock.json']) writeFileSync(join(dir, name), readFileSync(join(ROOT, name)));
+      // What `npm install` does to the lock, without installing: an out-of-date spec would be rewritten here.
+      const r = spawnSync('npm', ['install', '--package-lock-only', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], {
+        cwd: dir, encoding: 'utf8', env: { ...BASE_ENV, npm_config_loglevel: 'error' },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(readFileSync(join(dir, 'package-lock.json'), 'utf8'), readFileSync(join(ROOT, 'package-lock.json'), 'utf8'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('the packed tarball installs offline with NODE_ENV=production and `npx cablecat` answers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cablecat-pack-'));
     try {

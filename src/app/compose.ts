@@ -148,6 +148,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     maxPendingBytes: config.wsMaxPendingSize,
     wsApiKey: config.wsApiKey,
     proxiedHeaders: config.headers,
+    captureHeaders: !config.norpc,
     jwtParam: config.jwtParam,
     jwtEnabled: config.jwtSecrets.length > 0,
     secure: config.sslCert !== '',
@@ -183,7 +184,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     // A separate metrics port is an operator network: no key, as anycable-go. node:http answers every scraper.
     metricsListener = new ApiListener([metricsRoute(config.metricsHttp, 'open', renderMetrics, registry.contentType, logger)], logger, 'metrics_http');
   }
-  registerRoutes(app, routes);
+  registerRoutes(app, routes, logger.child({ component: 'http' }));
   const apiListener = config.broadcastAdapters.includes('http') && !sharedBroadcastPort
     ? new ApiListener([...routes, ...apiOnlyRoutes], logger)
     : null;

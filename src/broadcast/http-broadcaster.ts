@@ -14,11 +14,12 @@ export interface HttpBroadcasterOptions {
 
 /**
  * POST /_broadcast: 201 accepted, 401 bad key, 413 too large, 422 unparseable or invalid
- * (anycable-go answers 201 to garbage; we say what is wrong).
+ * (anycable-go answers 201 to garbage; we say what is wrong), 503 refused by pub/sub.
  */
 export function httpBroadcastRoute(
   opts: HttpBroadcasterOptions,
-  accept: (pubs: readonly Publication[]) => void,
+  /** False when pub/sub refused a publication (broker down and its hold full). */
+  accept: (pubs: readonly Publication[]) => boolean,
   metrics: Metrics,
   logger: Logger,
 ): HttpRoute {
@@ -50,7 +51,12 @@ export function httpBroadcastRoute(
         reply.json('422 Unprocessable Entity', { error: 'invalid_payload', detail: parsed.error });
         return;
       }
-      accept(parsed.items);
+      if (!accept(parsed.items)) {
+        // Counted in failed_broadcast_msg_total by pub/sub; the sender must know it was not delivered.
+        log.warn({ count: parsed.items.length }, 'broadcast dropped: pub/sub refused it');
+        reply.json('503 Service Unavailable', { error: 'pubsub_unavailable', detail: 'the pub/sub broker is down and its hold is full; retry later' });
+        return;
+      }
       reply.send('201 Created');
     },
   };

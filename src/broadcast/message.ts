@@ -1,10 +1,14 @@
 import type { StreamPosition } from '../broker/broker.js';
+import { messageJsonFromData } from '../protocol/messages.js';
 
 /** What the app publishes, parsed from unknown input into one of two shapes. */
 export interface StreamBroadcast {
   readonly kind: 'broadcast';
   readonly stream: string;
-  /** JSON text (or a plain string) relayed to subscribers as `message`. */
+  /**
+   * The `message` relayed to subscribers, as valid JSON text: the parser decides once per node
+   * (valid JSON as is, anything else as a JSON string), so fan-out never parses it again.
+   */
   readonly data: string;
   /** `meta.exclude_socket`: the sid that must not receive it. */
   readonly excludeSocket: string | null;
@@ -45,9 +49,10 @@ function parseOne(value: unknown, at: string, trusted: boolean): Publication | s
   }
   const { stream, data, meta } = obj;
   if (typeof stream !== 'string' || stream === '') return `${at}: stream must be a non-empty string`;
-  // anycable-go takes `data` as JSON text; an object is accepted too and encoded once here.
+  // anycable-go takes `data` as JSON text; an object is accepted too and encoded once here
+  // (already valid JSON: no second parse).
   let text: string;
-  if (typeof data === 'string') text = data;
+  if (typeof data === 'string') text = messageJsonFromData(data);
   else if (data !== undefined) text = JSON.stringify(data);
   else return `${at}: data is missing`;
   let excludeSocket: string | null = null;

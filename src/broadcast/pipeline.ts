@@ -17,18 +17,30 @@ export class BroadcastPipeline {
     private readonly sequencer: BroadcastSequencer | null = null,
   ) {}
 
-  accept(pubs: readonly Publication[], fanout: boolean): void {
+  /** Counts and routes; false when pub/sub refused any of them (already counted as failed there). */
+  accept(pubs: readonly Publication[], fanout: boolean): boolean {
+    let all = true;
     for (const pub of pubs) {
       if (pub.kind === 'broadcast') this.metrics.counters.broadcast_msg_total++;
       else this.metrics.counters.remote_commands_total++;
-      if (pub.kind === 'broadcast' && this.sequencer !== null) this.sequencer.accept(pub, (positioned) => this.route(positioned, fanout));
-      else this.route(pub, fanout);
+      if (pub.kind === 'broadcast' && this.sequencer !== null) {
+        // The sequencer emits at once unless the broker is slow; a refusal seen later is only counted.
+        let refused = false;
+        this.sequencer.accept(pub, (positioned) => { if (!this.route(positioned, fanout)) refused = true; });
+        if (refused) all = false;
+      } else if (!this.route(pub, fanout)) {
+        all = false;
+      }
     }
+    return all;
   }
 
-  /** Routes without counting or storing: whispers come from clients and are transient. */
-  route(pub: Publication, fanout: boolean): void {
-    if (fanout || this.pubsub === null) this.deliverLocally(pub);
-    else this.pubsub.publish(pub);
+  /** Routes without counting or storing (whispers come from clients and are transient); false when refused. */
+  route(pub: Publication, fanout: boolean): boolean {
+    if (fanout || this.pubsub === null) {
+      this.deliverLocally(pub);
+      return true;
+    }
+    return this.pubsub.publish(pub);
   }
 }

@@ -1,5 +1,5 @@
 import type { Metrics } from '../metrics/metrics.js';
-import { messageFramePrefix, messageJsonFromData } from '../protocol/messages.js';
+import { messageFramePrefix } from '../protocol/messages.js';
 import { positionSuffix } from '../protocol/ext-frames.js';
 import type { StreamPosition } from '../broker/broker.js';
 
@@ -108,18 +108,19 @@ export class Hub {
   }
 
   /**
-   * Delivers to this node's subscribers. `exclude` is the socket of `meta.exclude_socket`, if here.
+   * Delivers to this node's subscribers. `messageJson` is valid JSON text (the broadcast parser made
+   * it so: no parse here). `exclude` is the socket of `meta.exclude_socket`, if here.
    * With a broker, `position` goes on every frame as stream_id/epoch/offset.
    */
-  broadcast(stream: string, data: string, exclude: TopicSocket | null, position: StreamPosition | null = null): void {
+  broadcast(stream: string, messageJson: string, exclude: TopicSocket | null, position: StreamPosition | null = null): void {
     const routes = this.streams.get(stream);
     if (!routes) return;
     // Built once per broadcast, shared by every (stream, identifier) frame.
-    const messageJson = messageJsonFromData(data) + (position === null ? '}' : positionSuffix(stream, position));
-    const messageBytes = Buffer.byteLength(messageJson);
+    const frameTail = messageJson + (position === null ? '}' : positionSuffix(stream, position));
+    const messageBytes = Buffer.byteLength(frameTail);
     const counters = this.metrics.counters;
     for (const route of routes.values()) {
-      const frame = route.framePrefix + messageJson;
+      const frame = route.framePrefix + frameTail;
       let receivers = route.count - (route.held?.size ?? 0);
       // uWS WebSocket.publish skips the publishing socket itself: exactly what exclude_socket needs.
       if (exclude !== null && exclude.isSubscribed(route.topic)) {

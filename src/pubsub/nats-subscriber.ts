@@ -30,13 +30,15 @@ export class NatsSubscriber implements Subscriber {
     this.link.start();
   }
 
-  publish(pub: Publication): void {
+  publish(pub: Publication): boolean {
     const subject = pub.kind === 'broadcast' ? streamSubject(STREAM_PREFIX, pub.stream) : INTERNAL_SUBJECT;
     // nats.js buffers while reconnecting; before the first connect NatsLink holds it.
     if (!this.link.publish(subject, this.encoder.encode(encodePublication(pub)))) {
       this.metrics.counters.failed_broadcast_msg_total++;
       this.log.warn('pub/sub publish refused: nats buffers are full');
+      return false;
     }
+    return true;
   }
 
   subscribeStream(stream: string): void {

@@ -11,6 +11,9 @@ const STREAM_PREFIX = 'cablecat:stream:';
 const INTERNAL_CHANNEL = 'cablecat:internal';
 /** Publications held while the subscribing connection is down; past this they are refused (and counted). */
 const MAX_HELD = 10_000;
+/** Backoff of a failed per-stream SUBSCRIBE (e.g. an ACL refusing the channel): doubles up to the cap. */
+const RESUBSCRIBE_BASE_MS = 100;
+const RESUBSCRIBE_MAX_MS = 2000;
 
 /** Redis pub/sub between nodes: one channel per stream a node follows, one for remote commands. */
 export class RedisSubscriber implements Subscriber {
@@ -23,6 +26,9 @@ export class RedisSubscriber implements Subscriber {
    */
   private readonly held: Array<[string, string]> = [];
   private listening = false;
+  /** Streams this node follows: a failed SUBSCRIBE is retried while the stream is still wanted. */
+  private readonly wanted = new Set<string>();
+  private stopped = false;
 
   constructor(private readonly url: RedisTarget, private readonly metrics: Metrics, logger: Logger) {
     this.log = logger.child({ component: 'redis_pubsub' });
@@ -49,7 +55,7 @@ export class RedisSubscriber implements Subscriber {
     subscriber.connect().catch(() => undefined);
   }
 
-  publish(pub: Publication): void {
+  publish(pub: Publication): boolean {
     const channel = pub.kind === 'broadcast' ? STREAM_PREFIX + pub.stream : INTERNAL_CHANNEL;
     const message = encodePublication(pub);
     if (this.listening) {
@@ -59,7 +65,9 @@ export class RedisSubscriber implements Subscriber {
     } else {
       this.metrics.counters.failed_broadcast_msg_total++;
       this.log.warn('pub/sub publish refused: redis is down and the hold is full');
+      return false;
     }
+    return true;
   }
 
   private send(channel: string, message: string): void {
@@ -71,14 +79,39 @@ export class RedisSubscriber implements Subscriber {
   }
 
   subscribeStream(stream: string): void {
-    this.subscriber?.subscribe(STREAM_PREFIX + stream).catch(() => undefined);
+    this.wanted.add(stream);
+    this.subscribeWanted(stream, 0);
+  }
+
+  /**
+   * ioredis resubscribes after a reconnect only the channels Redis acknowledged, so a refused
+   * SUBSCRIBE would lose the stream for good: it is logged and retried while the stream is wanted.
+   */
+  private subscribeWanted(stream: string, attempt: number): void {
+    const subscriber = this.subscriber;
+    if (subscriber === null || this.stopped) return;
+    subscriber.subscribe(STREAM_PREFIX + stream).then(() => {
+      if (attempt > 0) this.log.info({ stream, attempts: attempt + 1 }, 'redis stream subscribe recovered');
+    }, (err: unknown) => {
+      if (!this.wanted.has(stream) || this.stopped) return;
+      const delay = Math.min(RESUBSCRIBE_BASE_MS * 2 ** attempt, RESUBSCRIBE_MAX_MS);
+      this.log.warn({ stream, err: String(err), retryInMs: delay }, 'redis stream subscribe failed');
+      setTimeout(() => {
+        if (this.wanted.has(stream)) this.subscribeWanted(stream, attempt + 1);
+      }, delay).unref();
+    });
   }
 
   unsubscribeStream(stream: string): void {
-    this.subscriber?.unsubscribe(STREAM_PREFIX + stream).catch(() => undefined);
+    this.wanted.delete(stream);
+    this.subscriber?.unsubscribe(STREAM_PREFIX + stream).catch((err: unknown) => {
+      // Harmless beyond traffic: messages of a stream nobody here follows find no route in the hub.
+      this.log.warn({ stream, err: String(err) }, 'redis stream unsubscribe failed');
+    });
   }
 
   async shutdown(): Promise<void> {
+    this.stopped = true;
     this.subscriber?.disconnect();
     await this.publisher?.quit().catch(() => undefined);
   }

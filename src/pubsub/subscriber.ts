@@ -6,8 +6,11 @@ import type { Publication } from '../broadcast/message.js';
  */
 export interface Subscriber {
   start(deliver: (pub: Publication) => void): Promise<void>;
-  /** Sends a publication to every node that follows its stream (including this one). */
-  publish(pub: Publication): void;
+  /**
+   * Sends a publication to every node that follows its stream (including this one). False when it
+   * was refused at once (broker down and the hold full: counted and logged by the subscriber).
+   */
+  publish(pub: Publication): boolean;
   subscribeStream(stream: string): void;
   unsubscribeStream(stream: string): void;
   shutdown(): Promise<void>;

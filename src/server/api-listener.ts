@@ -67,7 +67,7 @@ export class ApiListener {
     const onPath = this.routes.filter((r) => r.pattern === path);
     const route = onPath.find((r) => r.method.toUpperCase() === method || (method === 'HEAD' && r.method === 'get'));
     if (route) {
-      runRoute(route, reply, nodeRequestView(req, reply, path));
+      runRoute(route, reply, nodeRequestView(req, reply, path), this.log);
       return;
     }
     if (onPath.length > 0) {

@@ -2,7 +2,8 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Uws } from './uws.js';
 import { Reply, uwsRequestView } from './http-io.js';
 import { allowedMethods, METHOD_NOT_ALLOWED, NOT_FOUND, type HttpReply, type HttpRequestView, type HttpRoute } from './http-route.js';
-import { CablecatError } from '../errors.js';
+import { CablecatError, errorMessage } from '../errors.js';
+import type { Logger } from '../logging/logger.js';
 
 export type { HttpMethod, HttpRoute } from './http-route.js';
 
@@ -17,14 +18,17 @@ export function createApp(uws: Uws, opts: Pick<ListenOptions, 'sslCert' | 'sslKe
   return opts.sslCert ? uws.SSLApp({ cert_file_name: opts.sslCert, key_file_name: opts.sslKey }) : uws.App();
 }
 
-/** Runs a route handler; a thrown or rejected handler becomes a 500, never a crash. */
-export function runRoute(route: HttpRoute, reply: HttpReply, req: HttpRequestView): void {
-  const fail = (): void => reply.json('500 Internal Server Error', { error: 'internal_error' });
+/** Runs a route handler; a thrown or rejected handler becomes a 500 and an error log, never a crash. */
+export function runRoute(route: HttpRoute, reply: HttpReply, req: HttpRequestView, log: Logger): void {
+  const fail = (err: unknown): void => {
+    log.error({ method: route.method, path: route.pattern, err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined }, 'http handler failed');
+    reply.json('500 Internal Server Error', { error: 'internal_error' });
+  };
   try {
     const result = route.handle(reply, req);
     if (result instanceof Promise) result.catch(fail);
-  } catch {
-    fail();
+  } catch (err) {
+    fail(err);
   }
 }
 
@@ -33,18 +37,18 @@ export function runRoute(route: HttpRoute, reply: HttpReply, req: HttpRequestVie
  * GET routes answer HEAD too. Requests uWS 20.30 cannot parse (absolute-form target, HTTP/1.0, HTTP/1.1
  * without Host) never reach any handler: those clients use the node:http API port (api-listener.ts).
  */
-export function registerRoutes(app: TemplatedApp, routes: readonly HttpRoute[]): void {
+export function registerRoutes(app: TemplatedApp, routes: readonly HttpRoute[], log: Logger): void {
   const patterns = new Set<string>();
   for (const route of routes) {
     patterns.add(route.pattern);
     app[route.method](route.pattern, (res, req) => {
       const reply = new Reply(res);
-      runRoute(route, reply, uwsRequestView(res, req, reply));
+      runRoute(route, reply, uwsRequestView(res, req, reply), log);
     });
     if (route.method === 'get') {
       app.head(route.pattern, (res, req) => {
         const reply = new Reply(res, true);
-        runRoute(route, reply, uwsRequestView(res, req, reply));
+        runRoute(route, reply, uwsRequestView(res, req, reply), log);
       });
     }
   }

@@ -113,9 +113,9 @@ export class Dispatcher {
     }
     this.deps.metrics.counters.failed_auths_total++;
     this.log.info({ sid: session.sid, reason: result.reason ?? 'rejected by the app' }, 'authentication failed');
-    session.cork(() => {
+    this.applyCorked(session, () => {
       session.sendAll(result.transmissions);
-      session.close(CLOSE_NORMAL);
+      return true;
     });
   }
 
@@ -177,9 +177,9 @@ export class Dispatcher {
     if (result.usedRpc) session.usedRpc = true;
     if (result.status === 'failure' && result.usedRpc) this.log.info({ sid: session.sid, identifier: compact(identifier) }, 'subscription rejected by the app (RPC)');
     let confirmed = false;
-    session.cork(() => {
+    this.applyCorked(session, () => {
       confirmed = result.status === 'success' && session.confirmSubscription(identifier);
-      this.apply(session, identifier, confirmed, result);
+      return this.apply(session, identifier, confirmed, result);
     });
     if (!confirmed || session.state !== 'open') return undefined;
     this.keeper(session)?.commit(session);
@@ -215,10 +215,10 @@ export class Dispatcher {
   }
 
   private unsubscribed(session: Session, identifier: string, result: CommandResult | null): undefined {
-    session.cork(() => {
+    this.applyCorked(session, () => {
       // Whatever the app said, the client is gone from this channel: its streams and state go.
       session.removeSubscription(identifier);
-      if (result && result.status !== 'error') this.apply(session, identifier, false, result);
+      return result !== null && result.status !== 'error' && this.apply(session, identifier, false, result);
     });
     if (session.state === 'open') this.keeper(session)?.commit(session);
     return undefined;
@@ -247,18 +247,29 @@ export class Dispatcher {
       this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'perform error');
       return undefined;
     }
-    session.cork(() => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
+    this.applyCorked(session, () => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
     const changed = result.streams.length > 0 || result.stopStreams || result.stoppedStreams.length > 0 || result.istate !== undefined || result.cstate !== undefined;
     if (changed && session.state === 'open') this.keeper(session)?.commit(session);
     return undefined;
   }
 
   /**
-   * Applies a command result in anycable-go's order: stop streams, start streams, channel state,
-   * connection state, transmissions, disconnect. `channel` says whether the result may touch the
-   * subscription (a confirmed one); the session ignores stream changes once the transport is gone.
+   * Runs `apply` corked (after an await we are outside any uWS callback: each write would be a
+   * syscall), then closes if it asked to: the close stays outside the cork (see Session.closeWith).
    */
-  private apply(session: Session, identifier: string, channel: boolean, result: CommandResult): void {
+  private applyCorked(session: Session, apply: () => boolean): void {
+    let disconnect = false;
+    session.cork(() => { disconnect = apply(); });
+    if (disconnect) session.close(CLOSE_NORMAL);
+  }
+
+  /**
+   * Applies a command result in anycable-go's order: stop streams, start streams, channel state,
+   * connection state, transmissions; returns whether to disconnect. `channel` says whether the result
+   * may touch the subscription (a confirmed one); the session ignores stream changes once the
+   * transport is gone.
+   */
+  private apply(session: Session, identifier: string, channel: boolean, result: CommandResult): boolean {
     if (channel && result.status === 'success') {
       if (result.stopStreams) session.stopStreams(identifier, null);
       else if (result.stoppedStreams.length > 0) session.stopStreams(identifier, result.stoppedStreams);
@@ -267,6 +278,6 @@ export class Dispatcher {
     }
     if (result.cstate) session.patchConnectionState(result.cstate);
     session.sendAll(result.transmissions);
-    if (result.disconnect) session.close(CLOSE_NORMAL);
+    return result.disconnect;
   }
 }

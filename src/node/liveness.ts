@@ -15,6 +15,12 @@ function pingFrameAt(nowMs: number, precision: PingPrecision): string {
 }
 /** Granularity of pings and of the slow-consumer sweep. */
 const TICK_MS = 250;
+/**
+ * Deliveries also trigger the sweep, at most this often: buffers grow only through deliveries, so a
+ * timer delayed by a busy machine can no longer let one grow through uWS's limit, where the too_slow
+ * frame and the close frame would be dropped (the client would see 1006).
+ */
+const DELIVERY_SWEEP_MS = 100;
 
 export interface LivenessOptions {
   readonly pingIntervalS: number;
@@ -36,6 +42,7 @@ export class Liveness {
   private readonly pongTimeoutMs: number;
   private ticker: NodeJS.Timeout | undefined;
   private nextSharedPingAt = 0;
+  private lastSweepAt = 0;
   private readonly log: Logger;
 
   constructor(
@@ -125,8 +132,14 @@ export class Liveness {
     }
   }
 
+  /** Called after each delivery: sweeps when the last sweep is older than DELIVERY_SWEEP_MS. */
+  afterDelivery(): void {
+    if (Date.now() - this.lastSweepAt >= DELIVERY_SWEEP_MS) this.evictSlowConsumers();
+  }
+
   /** uWS skips sockets over maxBackpressure silently; we tell them and close them. */
   private evictSlowConsumers(): void {
+    this.lastSweepAt = Date.now();
     const limit = this.opts.maxPendingBytes;
     for (const session of this.sessions) {
       const socket = session.liveSocket;

@@ -175,6 +175,7 @@ export class Node {
       // Sessions catching up on history get their copy buffered instead of through the topic.
       this.deps.catchUp?.onBroadcast(pub.stream, pub.data, position, pub.excludeSocket);
       this.deps.hub.broadcast(pub.stream, pub.data, excluded, position);
+      this.liveness.afterDelivery();
       return;
     }
     this.disconnectByIdentifiers(pub.identifier, pub.reconnect);

@@ -353,12 +353,13 @@ export class Session implements CallContext {
     else socket.cork(writes);
   }
 
-  /** A last frame (a disconnect reason), then the close, in one write. */
+  /**
+   * A last frame (a disconnect reason), then the close. Not corked: a uWS end() inside cork on a
+   * socket with backpressure (a too_slow eviction) lost the close frame (the client saw 1006).
+   */
   closeWith(code: number, frame: string, reason?: string): void {
-    this.cork(() => {
-      this.send(frame);
-      this.close(code, reason);
-    });
+    this.send(frame);
+    this.close(code, reason);
   }
 }
 

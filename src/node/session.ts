@@ -354,8 +354,9 @@ export class Session implements CallContext {
   }
 
   /**
-   * A last frame (a disconnect reason), then the close. Not corked: a uWS end() inside cork on a
-   * socket with backpressure (a too_slow eviction) lost the close frame (the client saw 1006).
+   * A last frame (a disconnect reason), then the close frame. Not corked: callers are timers and
+   * broadcast handlers, not RPC answers, and keeping end() out of a cork batch leaves uWS's close path
+   * (which may run with a full send buffer, a too_slow eviction) as it always was.
    */
   closeWith(code: number, frame: string, reason?: string): void {
     this.send(frame);

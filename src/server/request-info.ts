@@ -73,8 +73,8 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
     // Header first, then the sub-protocol entry, then the query param (anycable-go's order).
     const tokenHeader = `x-${opts.jwtParam.toLowerCase()}`;
     token = req.getHeader(tokenHeader) || protocolToken;
-    if (token !== '' && headers !== null) headers[tokenHeader] = token;
-    else token = shareWith(url, queryParam(rawQuery, opts.jwtParam) ?? '');
+    if (token === '') token = shareWith(url, queryParam(rawQuery, opts.jwtParam) ?? '');
+    else if (headers !== null) headers[tokenHeader] = token;
   }
 
   const pi = queryParam(rawQuery, 'pi');

@@ -217,7 +217,15 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       const main = await listen(uws, app, config.host, config.port);
       listenSockets.push(main.socket);
       cablecat.port = main.port;
-      if (apiListener) cablecat.apiPort = await apiListener.listen(config.host, config.httpBroadcastPort);
+      if (apiListener) {
+        try {
+          cablecat.apiPort = await apiListener.listen(config.host, config.httpBroadcastPort);
+        } catch (err) {
+          // A taken API port fails the start: leave no main socket behind.
+          for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);
+          throw err;
+        }
+      }
       if (sharedBroadcastPort && config.broadcastAdapters.includes('http')) {
         logger.warn({ port: config.port }, 'HTTP broadcasts on the main port only: uWS cannot parse the anycable gem\'s absolute-form requests, point its http_broadcast_url at another adapter or set a separate --http_broadcast_port');
       }

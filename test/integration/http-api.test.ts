@@ -225,6 +225,22 @@ describe('the main (uWS) port', () => {
   });
 });
 
+test('a taken API port fails the start with an error naming it, and frees the main port', async () => {
+  const { createServer } = await import('node:net');
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const taken = (holder.address() as { port: number }).port;
+  const mainPort = await freePort();
+  try {
+    await assert.rejects(startServer(['--noauth', '--norpc', '--port', String(mainPort), '--http_broadcast_port', String(taken)]),
+      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken} for the HTTP API \\(EADDRINUSE\\): set --http_broadcast_port to a free port`));
+    // The main port was released: a server starts on it.
+    await withServer(['--noauth', '--norpc', '--port', String(mainPort)], async (server) => assert.equal(server.port, mainPort));
+  } finally {
+    holder.close();
+  }
+});
+
 describe('separate metrics port on node:http', () => {
   test('answers absolute-form and HTTP/1.0 scrapes', async () => {
     const port = await freePort();

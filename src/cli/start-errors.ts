@@ -31,7 +31,7 @@ export function describeStartFailure(err: unknown, config: Config): StartFailure
   const errno = err as NodeJS.ErrnoException & { port?: unknown };
   // uWS listen failures (CablecatError) say "on host:port"; node:http ones carry the port.
   const port = err instanceof CablecatError && err.code === 'CABLECAT_ERR_LISTEN'
-    ? Number(/:(\d+)\b/.exec(err.message)?.[1] ?? NaN)
+    ? Number(/ on \S+:(\d+)/.exec(err.message)?.[1] ?? NaN)
     : typeof errno.port === 'number' ? errno.port : NaN;
   if (!Number.isNaN(port)) {
     const flags = portFlags(config, port);

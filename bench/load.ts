@@ -151,7 +151,8 @@ async function main(): Promise<void> {
     return;
   }
   if (args.mode === 'idle') {
-    const { sockets, failed } = await openMany(args.count, false);
+    // Idle subscribed connections: welcome, subscribe, confirm, then nothing (what memory is measured on).
+    const { sockets, failed } = await openMany(args.count, true);
     console.log(JSON.stringify({ connected: sockets.length, failed }));
     await new Promise((r) => process.stdin.once('data', r));
     for (const ws of sockets) ws.destroy();

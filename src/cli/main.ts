@@ -1,5 +1,7 @@
 // Only light modules are imported up front: uWS, gRPC, Redis, NATS and pino load (dynamic import) when the
 // server actually starts, so --help, --version and config errors answer at once, even without a uWS binary.
+// First of all: the young-generation policy must be set before anything allocates.
+import '../runtime/young-generation.js';
 import { loadConfig, helpText, printableConfig } from '../config/load.js';
 import { ConfigError, errorMessage } from '../errors.js';
 import { maskUrlsIn } from '../logging/mask.js';

@@ -77,7 +77,7 @@ export class Node {
       onCallError: (session: Session, err: unknown) => this.log.error({ sid: session.sid, err: errorMessage(err) }, 'command failed'),
       onOpened: (session: Session) => this.opened(session),
       onTransportClosed: (session: Session, wasOpen: boolean) => this.transportClosed(session, wasOpen),
-      onClosed: (session: Session, disconnect: DisconnectContext | null) => this.closed(session, disconnect),
+      onClosed: (session: Session, identified: boolean) => this.closed(session, identified),
     };
   }
 
@@ -154,11 +154,11 @@ export class Node {
     if (wasOpen) this.deps.reliable?.sessions?.finish(session);
   }
 
-  private closed(session: Session, disconnect: DisconnectContext | null): void {
+  private closed(session: Session, identified: boolean): void {
     this.unwinding.delete(session);
-    if (disconnect !== null) {
+    if (identified) {
       const mode = this.opts.disconnectMode;
-      if (mode === 'always' || (mode === 'auto' && session.usedRpc)) this.deps.disconnectQueue.enqueue(disconnect);
+      if (mode === 'always' || (mode === 'auto' && session.usedRpc)) this.deps.disconnectQueue.enqueue(session.disconnectContext());
     }
     if (this.unwinding.size === 0 && this.unwound.length > 0) {
       for (const resolve of this.unwound.splice(0)) resolve();

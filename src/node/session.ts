@@ -2,6 +2,7 @@ import type { CallContext, DisconnectContext, RequestInfo } from './controller.j
 import type { TopicSocket } from '../hub/hub.js';
 import type { Counters } from '../metrics/metrics.js';
 import type { ClientCommand } from '../protocol/decoder.js';
+import { SmallMap, SmallSet } from './small-collections.js';
 
 /** A client command that runs through the queue (ping/pong are answered on arrival). */
 export type ChannelCommand = Exclude<ClientCommand, { command: 'ping' | 'pong' }>;
@@ -47,8 +48,11 @@ export interface SessionHost {
   onOpened(session: Session): void;
   /** → closing: the transport is gone, no frame may be written from now on. */
   onTransportClosed(session: Session, wasOpen: boolean): void;
-  /** closing → closed: the last call has finished; `disconnect` is what the app must be told (null: nothing). */
-  onClosed(session: Session, disconnect: DisconnectContext | null): void;
+  /**
+   * closing → closed: the last call has finished. `identified`: the app accepted the connection, so it may
+   * have to be told (`session.disconnectContext()`, built only then: most closes owe the app nothing).
+   */
+  onClosed(session: Session, identified: boolean): void;
 }
 
 /** A confirmed subscription as others see it: only the session changes it. */
@@ -61,7 +65,7 @@ export interface Subscription {
 
 interface OwnSubscription {
   readonly istate: Record<string, string>;
-  readonly streams: Set<string>;
+  readonly streams: SmallSet<string>;
 }
 
 /**
@@ -74,7 +78,8 @@ export type SessionState = 'connecting' | 'open' | 'closing' | 'closed';
 
 export type EnqueueResult = 'queued' | 'over_budget' | 'closed';
 
-const EMPTY_SUBSCRIPTIONS: ReadonlyMap<string, OwnSubscription> = new Map();
+const EMPTY_SUBSCRIPTIONS: ReadonlyMap<string, OwnSubscription> = new SmallMap();
+const EMPTY_STATE: Readonly<Record<string, string>> = Object.freeze({});
 /** Disconnect calls run after the connection is gone: nothing cancels them. */
 const NEVER_ABORTED = new AbortController().signal;
 
@@ -91,9 +96,10 @@ export class Session implements CallContext {
   private ids = '';
   /** Authenticated (success from the controller), possibly after the transport went. */
   private identified = false;
-  private readonly connectionState: Record<string, string> = {};
+  /** Created by the first cstate patch (only RPC apps send any). */
+  private connectionState: Record<string, string> | null = null;
   /** identifier → subscription the app confirmed; created on the first subscribe (idle connections never need it). */
-  private subs: Map<string, OwnSubscription> | null = null;
+  private subs: SmallMap<string, OwnSubscription> | null = null;
   /** Whether the app took part (RPC connect or an RPC channel), for auto disconnect mode. */
   usedRpc = false;
   /** Per-connection ping override from ?pi= (null = the shared ping). */
@@ -129,12 +135,12 @@ export class Session implements CallContext {
 
   /** Connection state (cstate), merged from RPC responses. */
   get cstate(): Readonly<Record<string, string>> {
-    return this.connectionState;
+    return this.connectionState ?? EMPTY_STATE;
   }
 
   /** Merges a cstate patch from the app: an empty value deletes the key (the RPC contract). */
   patchConnectionState(patch: Readonly<Record<string, string>>): void {
-    mergeState(this.connectionState, patch);
+    mergeState((this.connectionState ??= {}), patch);
   }
 
   /** Merges an istate patch into a confirmed subscription. */
@@ -220,10 +226,11 @@ export class Session implements CallContext {
   /** closing → closed, once the last call has finished. */
   private finish(): void {
     this.currentState = 'closed';
-    this.host.onClosed(this, this.identified ? this.disconnectContext() : null);
+    this.host.onClosed(this, this.identified);
   }
 
-  private disconnectContext(): DisconnectContext {
+  /** What the app's Disconnect call gets: identity, state and the confirmed subscriptions at the close. */
+  disconnectContext(): DisconnectContext {
     const istates: Record<string, string> = {};
     for (const [identifier, sub] of this.ownSubscriptions) istates[identifier] = JSON.stringify(sub.istate);
     return {
@@ -296,8 +303,8 @@ export class Session implements CallContext {
    */
   confirmSubscription(identifier: string): boolean {
     if (this.currentState !== 'open' && this.currentState !== 'closing') return false;
-    const subs = (this.subs ??= new Map());
-    if (!subs.has(identifier)) subs.set(identifier, { istate: {}, streams: new Set() });
+    const subs = (this.subs ??= new SmallMap());
+    if (!subs.has(identifier)) subs.set(identifier, { istate: {}, streams: new SmallSet() });
     return true;
   }
 

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { TOKEN_SUBPROTOCOL_PREFIX, SUPPORTED_PROTOCOLS, PROTOCOL_JSON, type SupportedProtocol } from '../protocol/messages.js';
+import { TOKEN_SUBPROTOCOL_PREFIX, SUPPORTED_PROTOCOLS, PROTOCOL_EXT_JSON, PROTOCOL_JSON, type SupportedProtocol } from '../protocol/messages.js';
 import type { RequestInfo } from '../node/controller.js';
 import { parsePingPrecision } from '../protocol/ext-frames.js';
 
@@ -26,7 +26,6 @@ export interface CapturedUpgrade {
   readonly protocol: SupportedProtocol | '';
   readonly secWebSocketKey: string;
   readonly secWebSocketExtensions: string;
-  readonly origin: string;
   readonly pingOverride: number | null;
 }
 
@@ -85,8 +84,8 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
       url,
       headers: headers ?? NO_HEADERS,
       token,
-      // The header wins over the query (anycable-go's order).
-      restoreSid: req.getHeader('x-anycable-restore-sid') || queryParam(rawQuery, 'sid') || '',
+      // Only ext-json sessions are restored; the header wins over the query (anycable-go's order).
+      restoreSid: protocol === PROTOCOL_EXT_JSON ? req.getHeader('x-anycable-restore-sid') || queryParam(rawQuery, 'sid') || '' : '',
       pingPrecision: parsePingPrecision(queryParam(rawQuery, 'ptp')),
     },
     rawQuery,
@@ -94,7 +93,6 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
     protocol,
     secWebSocketKey: req.getHeader('sec-websocket-key'),
     secWebSocketExtensions: req.getHeader('sec-websocket-extensions'),
-    origin: req.getHeader('origin'),
     pingOverride,
   };
 }

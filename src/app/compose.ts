@@ -41,6 +41,8 @@ import type { Subscriber } from '../pubsub/subscriber.js';
 import { RedisSubscriber } from '../pubsub/redis-subscriber.js';
 import { redisEndpoint, type RedisTarget } from '../broker/redis-endpoint.js';
 import { NatsSubscriber } from '../pubsub/nats-subscriber.js';
+import { SseEndpoint } from '../sse/sse-endpoint.js';
+import { publisherWithSse, SseTopics } from '../sse/sse-topics.js';
 
 export interface Cablecat {
   readonly metrics: Metrics;
@@ -116,10 +118,12 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const app: TemplatedApp = createApp(uws, config);
   const controller = buildController(config, metrics, logger);
   const pubsub = buildSubscriber(config, metrics, logger);
+  // SSE connections are a second kind of topic subscriber; without --sse nothing changes on the publish path.
+  const sseTopics = config.sse ? new SseTopics() : null;
   const hub = new Hub(app, metrics, {
     onStreamAdded: (stream) => pubsub?.subscribeStream(stream),
     onStreamRemoved: (stream) => pubsub?.unsubscribeStream(stream),
-  });
+  }, sseTopics);
   const disconnectQueue = new DisconnectQueue(controller, config.disconnectRate, metrics, logger.child({ component: 'disconnector' }));
   // The pipeline delivers through the node and the node publishes whispers through the pipeline;
   // the closure is only called once both exist.
@@ -137,7 +141,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize,
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
-    { controller, hub, publisher: app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false), reliable, catchUp },
+    { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false), reliable, catchUp },
   );
 
   const endpoint = new WsEndpoint({
@@ -154,6 +158,17 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     secure: config.sslCert !== '',
   }, node, logger);
   endpoint.register(app);
+  const sse = sseTopics ? new SseEndpoint({
+    path: config.ssePath,
+    allowedOrigins: config.allowedOrigins,
+    maxConn: config.maxConn,
+    wsApiKey: config.wsApiKey,
+    proxiedHeaders: config.headers,
+    jwtParam: config.jwtParam,
+    jwtEnabled: config.jwtSecrets.length > 0,
+    secure: config.sslCert !== '',
+  }, node, sseTopics, app, metrics, logger) : null;
+  sse?.register(app);
 
   let serving = true;
   // 503 while the broker is down: broadcasts can't be given positions, restores can't be served.
@@ -238,6 +253,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       const deadline = Date.now() + config.shutdownTimeoutMs;
       serving = false;
       endpoint.stopAccepting();
+      sse?.stopAccepting();
       // Calls in flight finish first, so their sessions' Disconnect calls are queued before the flush.
       await node.disconnectAll(Math.max(0, deadline - Date.now()));
       await disconnectQueue.flush(Math.max(0, deadline - Date.now()));

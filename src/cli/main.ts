@@ -101,6 +101,7 @@ async function main(argv: readonly string[]): Promise<void> {
     uws: uwsId,
     address: `${config.sslCert ? 'https' : 'http'}://${config.host}:${cablecat.port}`,
     paths: config.paths,
+    sse: config.sse ? config.ssePath : 'off',
     http_api: cablecat.apiPort ? `http://${config.host}:${cablecat.apiPort}` : 'off',
     auth: authModes(config),
     broadcast: config.broadcastAdapters,

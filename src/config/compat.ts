@@ -29,10 +29,10 @@ const RENAMED: ReadonlyMap<string, Renamed> = new Map<string, Renamed>([
 interface Ignored { readonly bool: boolean; readonly note: string }
 
 const IGNORED: ReadonlyMap<string, Ignored> = new Map<string, Ignored>([
-  ...['sse', 'embed_nats', 'enable_ws_compression', 'enable_native_pings', 'rpc_enable_tls', 'rpc_tls_verify',
+  ...['embed_nats', 'enable_ws_compression', 'enable_native_pings', 'rpc_enable_tls', 'rpc_tls_verify',
     'cable_ready', 'ds', 'ds_skip_auth', 'ignore_config_path', 'nats_dont_randomize_servers', 'redis_disable_cache', 'http_broadcast_cors']
     .map((name): [string, Ignored] => [name, { bool: true, note: noteFor(name) }]),
-  ...['sse_path', 'statsd_host', 'statsd_prefix', 'statsd_tags_format', 'stats_refresh_interval', 'node_id', 'shutdown_delay', 'proxy_cookies',
+  ...['statsd_host', 'statsd_prefix', 'statsd_tags_format', 'stats_refresh_interval', 'node_id', 'shutdown_delay', 'proxy_cookies',
     'rpc_impl', 'rpc_tls_root_ca', 'rpc_max_call_recv_size', 'rpc_max_call_send_size', 'read_buffer_size', 'write_buffer_size', 'ws_write_timeout',
     'ping_timestamp_precision', 'hub_gopool_size', 'disconnect_backlog_size', 'shutdown_pool_size', 'cable_ready_secret', 'pusher_app_id',
     'pusher_app_key', 'pusher_secret', 'pusher_api_port', 'ds_path', 'ds_poll_interval', 'ds_sse_ttl', 'api_port', 'api_path', 'api_secret',
@@ -43,7 +43,6 @@ const IGNORED: ReadonlyMap<string, Ignored> = new Map<string, Ignored>([
 ]);
 
 function noteFor(name: string): string {
-  if (name === 'sse' || name === 'sse_path') return 'Server-Sent Events are not implemented: SSE clients get 404; use WebSockets';
   if (name.startsWith('enats') || name === 'embed_nats') return 'there is no embedded NATS: run nats-server and point --nats_servers at it';
   if (name.startsWith('statsd') || name === 'stats_refresh_interval') return 'there is no StatsD exporter: use --metrics_http (Prometheus) or --metrics_log';
   if (name.startsWith('pusher')) return 'the Pusher protocol is not implemented';

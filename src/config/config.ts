@@ -20,6 +20,9 @@ export interface Config {
   readonly wsMaxPendingSize: number;
   /** Bytes of client commands a connection may have waiting for RPC. */
   readonly maxCommandQueueSize: number;
+  /** Server-Sent Events endpoint on (--sse) and its path. */
+  readonly sse: boolean;
+  readonly ssePath: string;
 
   /** Empty when no secret was given (the CLI may generate one in development). */
   readonly secret: string;

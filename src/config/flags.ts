@@ -36,6 +36,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'ping_interval', kind: 'int', default: '3', group: 'server', help: 'Ping interval, seconds (per connection: ?pi=<s>)', min: 1 },
   { name: 'max_message_size', kind: 'int', default: '65536', group: 'server', help: 'Max client frame size, bytes (larger: close 1009)', min: 1 },
   { name: 'max_command_queue_size', kind: 'int', default: '262144', group: 'server', help: 'Max bytes of client commands waiting for RPC per connection; over it: close 1013 (one command is always accepted)', min: 1024 },
+  { name: 'sse', kind: 'bool', default: 'false', group: 'server', help: 'Serve Server-Sent Events at --sse_path (GET/POST, same auth and broadcasts as WebSockets)' },
+  { name: 'sse_path', kind: 'string', default: '/events', group: 'server', help: 'SSE endpoint path' },
   { name: 'ws_max_pending_size', kind: 'int', default: '1048576', group: 'server', help: 'Max send buffer per connection before a too_slow disconnect, bytes', min: 1024 },
   // auth
   { name: 'secret', kind: 'string', default: '', group: 'auth', help: 'Application secret: JWT secret and source of derived keys', secret: true },

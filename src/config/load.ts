@@ -145,7 +145,7 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
   const paths = strs('path');
   for (const p of paths) if (!p.startsWith('/')) problems.push(`--path: "${p}" must start with /`);
   if (paths.length === 0) problems.push('--path: at least one path is needed');
-  for (const name of ['health_path', 'http_broadcast_path'] as const) {
+  for (const name of ['health_path', 'http_broadcast_path', 'sse_path'] as const) {
     if (!str(name).startsWith('/')) problems.push(`--${name}: "${str(name)}" must start with /`);
   }
   if (str('metrics_http') && !str('metrics_http').startsWith('/')) problems.push(`--metrics_http: "${str('metrics_http')}" must start with /`);
@@ -186,6 +186,8 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
     maxMessageSize: int('max_message_size'),
     wsMaxPendingSize: int('ws_max_pending_size'),
     maxCommandQueueSize: int('max_command_queue_size'),
+    sse: bool('sse'),
+    ssePath: str('sse_path'),
     secret,
     jwtSecrets,
     jwtParam: str('jwt_param'),

@@ -28,6 +28,13 @@ interface Route {
   held: Set<TopicSocket> | null;
 }
 
+/** Subscribers uWS can't reach (SSE connections); the hub publishes to them after the native publish. */
+export interface SecondaryTopics {
+  /** Topics with subscribers; 0 = nothing to do. */
+  readonly size: number;
+  publish(topic: string, frame: string, exclude: TopicSocket | null): void;
+}
+
 export interface HubEvents {
   /** The first subscriber of a stream arrived on this node (multi-node pub/sub subscribes). */
   onStreamAdded(stream: string): void;
@@ -46,6 +53,7 @@ export class Hub {
     private readonly publisher: TopicPublisher,
     private readonly metrics: Metrics,
     private readonly events: HubEvents,
+    private readonly secondary: SecondaryTopics | null = null,
   ) {
     metrics.registerGauge('broadcast_streams_num', () => this.streams.size);
   }
@@ -129,6 +137,7 @@ export class Hub {
       } else {
         this.publisher.publish(route.topic, frame);
       }
+      if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, exclude);
       counters.server_msg_total += receivers;
       counters.data_sent_total += receivers * (route.framePrefixBytes + messageBytes);
     }

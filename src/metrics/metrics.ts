@@ -34,6 +34,7 @@ export const GAUGE_NAMES = [
   'disconnect_queue_size',
   'rpc_pending_num',
   'broker_connected',
+  'sse_clients_num',
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
@@ -67,6 +68,7 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
   disconnect_queue_size: 'Disconnect calls waiting',
   rpc_pending_num: 'RPC calls waiting for a free slot',
   broker_connected: 'Broadcast/pubsub broker connections that are up (Redis, NATS)',
+  sse_clients_num: 'Open Server-Sent Events streams',
 };
 
 export type Counters = Record<CounterName, number>;

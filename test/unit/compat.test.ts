@@ -38,18 +38,28 @@ describe('anycable-go configuration surface', () => {
   });
 
   test('options of features cablecat lacks are accepted and named in a warning; their values are consumed', () => {
-    const req = loadConfig(['--sse', '--sse_path', '/events', '--redis_sentinel_discovery_interval', '30',
+    const req = loadConfig(['--redis_sentinel_discovery_interval', '30',
       '--embed_nats', '--statsd_host=localhost:8125', '--enable_ws_compression', '--port', '9001'], {});
     assert.equal(req.config.port, 9001);
     const text = req.warnings.join('\n');
-    assert.match(text, /--sse is ignored: Server-Sent Events are not implemented/);
-    assert.match(text, /--sse_path is ignored/);
     assert.match(text, /--redis_sentinel_discovery_interval is ignored/);
     assert.match(text, /--embed_nats is ignored: there is no embedded NATS/);
     assert.match(text, /--statsd_host is ignored/);
-    const env = loadConfig([], { ANYCABLE_SSE: 'true', ANYCABLE_ENATS_ADDR: 'nats://0.0.0.0:4222' });
+    const env = loadConfig([], { ANYCABLE_ENATS_ADDR: 'nats://0.0.0.0:4222' });
     assert.ok(env.warnings.some((w) => w.startsWith('ANYCABLE_ENATS_ADDR is ignored: there is no embedded NATS')));
-    assert.ok(env.warnings.some((w) => w.startsWith('ANYCABLE_SSE is ignored: Server-Sent Events')));
+  });
+
+  test('--sse and --sse_path are real options now: read, validated, no warning', () => {
+    const req = loadConfig(['--sse', '--sse_path', '/sse', '--port', '9001'], {});
+    assert.equal(req.config.sse, true);
+    assert.equal(req.config.ssePath, '/sse');
+    assert.equal(req.config.port, 9001);
+    assert.deepEqual(req.warnings, []);
+    const env = loadConfig([], { ANYCABLE_SSE: 'true' });
+    assert.equal(env.config.sse, true);
+    assert.equal(env.config.ssePath, '/events');
+    assert.deepEqual(env.warnings, []);
+    assert.throws(() => loadConfig(['--sse_path', 'events'], {}), (err) => err instanceof ConfigError && err.problems.includes('--sse_path: "events" must start with /'));
   });
 
   test('unknown ANYCABLE_* env vars get one warning naming them; the anycable gem\'s own settings are quiet', () => {

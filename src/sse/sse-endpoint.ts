@@ -1,0 +1,311 @@
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Node } from '../node/node.js';
+import type { Session } from '../node/session.js';
+import type { TopicPublisher } from '../hub/hub.js';
+import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_TRY_AGAIN_LATER } from '../protocol/messages.js';
+import { captureUpgrade, originAllowed, type CapturedUpgrade, type UpgradeOptions } from '../server/request-info.js';
+import { safeEqual } from '../auth/keys.js';
+import { VERSION } from '../version.js';
+import { SseSocket, type SseSocketListener } from './sse-socket.js';
+import type { SseTopics } from './sse-topics.js';
+import { commandsFromBody, commandsFromQuery, MAX_POST_BODY_BYTES, type SseCommands, type SubscribeFrame } from './sse-request.js';
+
+export interface SseEndpointOptions extends UpgradeOptions {
+  readonly path: string;
+  readonly allowedOrigins: readonly string[];
+  readonly maxConn: number;
+  readonly wsApiKey: string;
+}
+
+type Headers = Readonly<Record<string, string>>;
+
+/** anycable-go's stream headers: never cached, never buffered by a proxy. */
+const STREAM_HEADERS: Headers = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'private, no-cache, no-store, must-revalidate, max-age=0',
+  Pragma: 'no-cache',
+  Expires: '0',
+  'X-Content-Type-Options': 'nosniff',
+  'X-Accel-Buffering': 'no',
+  'X-AnyCable-Version': VERSION,
+};
+
+/**
+ * The SSE endpoint (`--sse`, `--sse_path`): GET names one subscription in the query, POST sends JSONL
+ * subscribe commands. Each request becomes a node session with an SSE socket, so authentication,
+ * commands, broadcasts, pings and disconnects are the WebSocket transport's. The status waits for the
+ * answers: 200 and a stream once authenticated and every subscription confirmed; 401 when
+ * authentication fails, 400 when a subscription is rejected or the request names none.
+ */
+export class SseEndpoint {
+  private accepting = true;
+  private streams = 0;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly opts: SseEndpointOptions,
+    private readonly node: Node,
+    private readonly topics: SseTopics,
+    private readonly uws: TopicPublisher,
+    private readonly metrics: Metrics,
+    logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'sse' });
+    metrics.registerGauge('sse_clients_num', () => this.streams);
+  }
+
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  register(app: TemplatedApp): void {
+    const path = this.opts.path;
+    app.get(path, (res, req) => this.request(res, req, 'GET'));
+    app.post(path, (res, req) => this.request(res, req, 'POST'));
+    app.options(path, (res, req) => this.preflight(res, req));
+    app.any(path, (res) => {
+      res.cork(() => {
+        res.writeStatus('405 Method Not Allowed');
+        res.writeHeader('Content-Type', 'application/json');
+        res.writeHeader('Allow', 'GET, POST, OPTIONS');
+        res.end(JSON.stringify({ error: 'method_not_allowed' }), true);
+      });
+    });
+  }
+
+  /** CORS for cross-origin EventSource and fetch: the Origin is echoed when allowed, with credentials (cookies). */
+  private corsHeaders(origin: string): Record<string, string> {
+    if (origin === '') return {};
+    return {
+      'Access-Control-Allow-Origin': origin,
+      'Access-Control-Allow-Credentials': 'true',
+      Vary: 'Origin',
+    };
+  }
+
+  private preflight(res: HttpResponse, req: HttpRequest): void {
+    const origin = req.getHeader('origin');
+    const allowed = originAllowed(origin, this.opts.allowedOrigins);
+    const headers: Record<string, string> = allowed ? {
+      ...this.corsHeaders(origin),
+      'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+      'Access-Control-Allow-Headers': `Authorization, Cache-Control, Content-Type, Last-Event-ID, X-${this.opts.jwtParam}`,
+      'Access-Control-Max-Age': '600',
+    } : {};
+    res.cork(() => {
+      res.writeStatus(allowed ? '204 No Content' : '403 Forbidden');
+      for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value);
+      res.end(undefined, true);
+    });
+  }
+
+  private request(res: HttpResponse, req: HttpRequest, method: 'GET' | 'POST'): void {
+    const captured = captureUpgrade(res, req, this.opts);
+    const query = new URLSearchParams(captured.rawQuery);
+    const cors = this.corsHeaders(captured.origin);
+    const lastEventId = req.getHeader('last-event-id');
+    const contentLength = req.getHeader('content-length');
+    const answer = (status: string, error: string, detail?: string): void => {
+      res.cork(() => {
+        res.writeStatus(status);
+        res.writeHeader('Content-Type', 'application/json');
+        for (const [name, value] of Object.entries(cors)) res.writeHeader(name, value);
+        res.end(JSON.stringify(detail === undefined ? { error } : { error, detail }), true);
+      });
+    };
+    if (!this.accepting) return answer('503 Service Unavailable', 'shutting_down');
+    if (!originAllowed(captured.origin, this.opts.allowedOrigins)) {
+      this.log.info({ origin: captured.origin }, 'origin not allowed, SSE request refused');
+      return answer('403 Forbidden', 'origin_not_allowed');
+    }
+    if (this.opts.maxConn > 0 && this.node.size >= this.opts.maxConn) {
+      this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, SSE request refused');
+      return answer('503 Service Unavailable', 'too_many_connections');
+    }
+    let keyUserId: string | null = null;
+    if (this.opts.wsApiKey) {
+      const key = query.get('token') ?? '';
+      if (key !== '' && safeEqual(key, this.opts.wsApiKey)) {
+        keyUserId = 'user';
+      } else if (captured.info.token === '') {
+        this.metrics.counters.failed_auths_total++;
+        this.log.info({ remote: captured.remoteAddress }, 'websocket key missing or wrong, SSE request refused');
+        return answer('401 Unauthorized', 'unauthorized');
+      }
+    }
+    // EventSource reads events; fetch clients of POST read the protocol: raw=1 unwraps there too.
+    const raw = query.get('raw');
+    const unwrap = raw === '1' || raw === 'true' || (method === 'GET' && raw !== '0' && raw !== 'false');
+    const connection = new SseConnection(this, captured, cors, keyUserId);
+    const socket = new SseSocket(res, this.topics, this.uws, unwrap, connection);
+    connection.socket = socket;
+    if (method === 'GET') {
+      connection.start(commandsFromQuery(query, lastEventId));
+      return;
+    }
+    if (Number.parseInt(contentLength || '0', 10) > MAX_POST_BODY_BYTES) {
+      connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
+      return;
+    }
+    readBody(res, MAX_POST_BODY_BYTES, (body) => {
+      if (socket.isClosed) return;
+      if (body === null) {
+        connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
+        return;
+      }
+      connection.start(commandsFromBody(body, query, lastEventId));
+    });
+  }
+
+  // ---- used by connections ----------------------------------------------------------------
+
+  /** @internal */
+  openSession(connection: SseConnection, frames: readonly SubscribeFrame[]): Session {
+    const { url, headers, token, pingPrecision } = connection.captured.info;
+    // Plain JSON protocol; no session restore (an SSE client resumes its streams with Last-Event-ID instead).
+    const request = { url, headers, token, keyUserId: connection.keyUserId, protocol: '' as const, restoreSid: '', pingPrecision };
+    const session = this.node.createSession(randomUUID(), request, connection.captured.pingOverride);
+    connection.session = session;
+    this.node.onOpen(session, connection.socket!);
+    // The subscribe commands queue behind authentication, exactly as frames of a websocket would.
+    for (const frame of frames) this.node.onMessage(session, toArrayBuffer(frame.text), false);
+    return session;
+  }
+
+  /** @internal */
+  established(connection: SseConnection): void {
+    this.streams++;
+    connection.socket!.establish({ ...STREAM_HEADERS, ...connection.cors });
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: connection.session?.sid, remote: connection.captured.remoteAddress }, 'SSE stream open');
+  }
+
+  /** @internal */
+  streamClosed(): void {
+    this.streams--;
+  }
+
+  /** @internal */
+  clientGone(connection: SseConnection): void {
+    if (connection.session) this.node.onClose(connection.session);
+  }
+
+  /** @internal */
+  refused(connection: SseConnection, status: string, error: string, detail: string | undefined): void {
+    const level = status.startsWith('5') ? 'warn' : 'info';
+    this.log[level]({ sid: connection.session?.sid, status: Number.parseInt(status, 10), error, detail, remote: connection.captured.remoteAddress }, 'SSE request refused');
+    if (error !== 'unauthorized') this.metrics.counters.failed_client_msg_total++;
+  }
+}
+
+/**
+ * One SSE request on its way to a stream: it waits for the answers to its subscribe commands (the
+ * frames the session writes) and then has the socket either stream or refuse.
+ */
+class SseConnection implements SseSocketListener {
+  socket: SseSocket | null = null;
+  session: Session | null = null;
+  /** Subscriptions not answered yet. */
+  private readonly waiting = new Set<string>();
+  private rejected = false;
+  private deciding = false;
+
+  constructor(
+    private readonly endpoint: SseEndpoint,
+    readonly captured: CapturedUpgrade,
+    readonly cors: Headers,
+    readonly keyUserId: string | null,
+  ) {}
+
+  start(commands: SseCommands): void {
+    if (!commands.ok) {
+      this.refuse(commands.error.status, commands.error.error, commands.error.detail);
+      return;
+    }
+    for (const frame of commands.frames) this.waiting.add(frame.identifier);
+    this.endpoint.openSession(this, commands.frames);
+  }
+
+  refuse(status: string, error: string, detail?: string): void {
+    this.endpoint.refused(this, status, error, detail);
+    const body = JSON.stringify(detail === undefined ? { error } : { error, detail });
+    this.socket?.refuse(status, body, { 'Content-Type': 'application/json', ...this.cors });
+  }
+
+  pendingFrame(frame: string): void {
+    let parsed: { type?: unknown; identifier?: unknown };
+    try {
+      parsed = JSON.parse(frame) as { type?: unknown; identifier?: unknown };
+    } catch {
+      return;
+    }
+    if (typeof parsed.identifier !== 'string' || !this.waiting.has(parsed.identifier)) return;
+    if (parsed.type === 'confirm_subscription') this.waiting.delete(parsed.identifier);
+    else if (parsed.type === 'reject_subscription') {
+      this.waiting.delete(parsed.identifier);
+      this.rejected = true;
+    } else return;
+    if (this.waiting.size > 0 || this.deciding) return;
+    // Decided after the frames of this answer are all written (the rest of its transmissions follow synchronously).
+    this.deciding = true;
+    queueMicrotask(() => this.decide());
+  }
+
+  private decide(): void {
+    const socket = this.socket;
+    const session = this.session;
+    if (socket === null || session === null || socket.isClosed) return;
+    if (this.rejected) {
+      this.refuse('400 Bad Request', 'subscription_rejected');
+      session.close(CLOSE_NORMAL);
+      return;
+    }
+    this.endpoint.established(this);
+  }
+
+  pendingEnd(code: number): void {
+    const openedBefore = this.session?.state === 'open';
+    if (code === CLOSE_GOING_AWAY) this.refuse('503 Service Unavailable', 'shutting_down');
+    else if (code === CLOSE_TRY_AGAIN_LATER) this.refuse('503 Service Unavailable', 'try_again_later');
+    else if (code === CLOSE_INTERNAL_ERROR) this.refuse('500 Internal Server Error', 'internal_error');
+    else if (!openedBefore) this.refuse('401 Unauthorized', 'unauthorized');
+    else this.refuse('400 Bad Request', 'subscription_rejected', 'the application closed the connection');
+  }
+
+  aborted(): void {
+    this.endpoint.clientGone(this);
+  }
+
+  streamClosed(): void {
+    this.endpoint.streamClosed();
+  }
+}
+
+function toArrayBuffer(text: string): ArrayBuffer {
+  const bytes = Buffer.from(text, 'utf8');
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+}
+
+/** Reads a request body up to `limit` bytes; null when it is bigger (reading stops at once). */
+function readBody(res: HttpResponse, limit: number, done: (body: string | null) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  res.onData((chunk, isLast) => {
+    if (settled) return;
+    size += chunk.byteLength;
+    if (size > limit) {
+      settled = true;
+      done(null);
+      return;
+    }
+    // Copy: uWS reuses the chunk's memory after this callback.
+    chunks.push(Buffer.from(new Uint8Array(chunk)));
+    if (isLast) {
+      settled = true;
+      done(Buffer.concat(chunks, size).toString('utf8'));
+    }
+  });
+}

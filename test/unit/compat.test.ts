@@ -89,7 +89,7 @@ describe('anycable-go configuration surface', () => {
 test('the CLI starts with an anycable-go configuration and logs the warnings once', async () => {
   const cli = join(process.cwd(), 'dist/src/cli/main.js');
   const child = spawn(process.execPath, [cli, '--port', '0', '--http_broadcast_port', '0', '--host', '127.0.0.1', '--norpc', '--log_format', 'json',
-    '--secret', 'a-long-enough-secret-value', '--disable_disconnect', '--sse', '--jwt_id_key', 'another-long-secret-value', '--presets', 'heroku'],
+    '--secret', 'a-long-enough-secret-value', '--disable_disconnect', '--embed_nats', '--jwt_id_key', 'another-long-secret-value', '--presets', 'heroku'],
   { env: { PATH: process.env.PATH, ANYCABLE_WHATEVER: 'x', ANYCABLE_HOST: '127.0.0.1' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -100,8 +100,8 @@ test('the CLI starts with an anycable-go configuration and logs the warnings onc
   const warnings = out.split('\n').filter((l) => l.includes('"level":40') || l.includes('"level":"warn"')).map((l) => (JSON.parse(l) as { msg: string }).msg);
   assert.deepEqual(warnings.sort(), [
     '--disable_disconnect is anycable-go\'s deprecated name of --disconnect_mode=never: read as such',
+    '--embed_nats is ignored: there is no embedded NATS: run nats-server and point --nats_servers at it',
     '--jwt_id_key is anycable-go\'s deprecated name of --jwt_secret: read as such',
-    '--sse is ignored: Server-Sent Events are not implemented: SSE clients get 404; use WebSockets',
     'unknown ANYCABLE_* environment variables (ignored): ANYCABLE_WHATEVER',
   ]);
 });

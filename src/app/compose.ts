@@ -164,6 +164,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     maxConn: config.maxConn,
     wsApiKey: config.wsApiKey,
     proxiedHeaders: config.headers,
+    captureHeaders: !config.norpc,
     jwtParam: config.jwtParam,
     jwtEnabled: config.jwtSecrets.length > 0,
     secure: config.sslCert !== '',

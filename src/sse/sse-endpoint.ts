@@ -105,7 +105,9 @@ export class SseEndpoint {
   private request(res: HttpResponse, req: HttpRequest, method: 'GET' | 'POST'): void {
     const captured = captureUpgrade(res, req, this.opts);
     const query = new URLSearchParams(captured.rawQuery);
-    const cors = this.corsHeaders(captured.origin);
+    // Always read here (not only when origins are restricted): CORS echoes it for cross-origin EventSource.
+    const origin = req.getHeader('origin');
+    const cors = this.corsHeaders(origin);
     const lastEventId = req.getHeader('last-event-id');
     const contentLength = req.getHeader('content-length');
     const answer = (status: string, error: string, detail?: string): void => {
@@ -117,8 +119,8 @@ export class SseEndpoint {
       });
     };
     if (!this.accepting) return answer('503 Service Unavailable', 'shutting_down');
-    if (!originAllowed(captured.origin, this.opts.allowedOrigins)) {
-      this.log.info({ origin: captured.origin }, 'origin not allowed, SSE request refused');
+    if (!originAllowed(origin, this.opts.allowedOrigins)) {
+      this.log.info({ origin }, 'origin not allowed, SSE request refused');
       return answer('403 Forbidden', 'origin_not_allowed');
     }
     if (this.opts.maxConn > 0 && this.node.size >= this.opts.maxConn) {

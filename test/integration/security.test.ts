@@ -207,7 +207,7 @@ describe('the CLI', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     try {
-      for (let i = 0; i < 50 && !(out.includes('cablecat started') && /Client token .*\n/.test(out)); i++) await sleep(100);
+      for (let i = 0; i < 300 && !(out.includes('cablecat started') && /Client token .*\n/.test(out)); i++) await sleep(100);
       assert.match(out, /NO SECRET SET/);
       assert.match(out, /Client token \(identifiers/);
       const started = out.split('\n').find((l) => l.includes('cablecat started'));

@@ -82,7 +82,7 @@ class Tally {
 // ---- client frames ----------------------------------------------------------------------------
 
 type FrameAnswer =
-  | { readonly kind: 'silent' } // nothing sent back, connection open (documented: dropped or no reply)
+  | { readonly kind: 'silent'; readonly dropped: boolean } // nothing sent back, connection open; dropped ones are counted in failed_client_msg_total
   | { readonly kind: 'pong' }
   | { readonly kind: 'confirm' | 'reject'; readonly identifier: string }
   | { readonly kind: 'lenient' } // history/presence commands: only their own frame types, connection open
@@ -92,6 +92,8 @@ const CHANNEL_COMMANDS = ['subscribe', 'unsubscribe', 'message', 'whisper', 'his
 const LENIENT_COMMANDS = new Set(['history', 'presence', 'join', 'leave']);
 const LENIENT_TYPES = new Set(['reject_history', 'confirm_history', 'presence', 'reject_presence', 'confirm_presence', 'info']);
 
+const DROPPED: FrameAnswer = { kind: 'silent', dropped: true };
+
 /** The documented answer to a text frame, given the connection's confirmed subscriptions. */
 function expectedFrameAnswer(text: string, subscribed: Set<string>): FrameAnswer {
   if (Buffer.byteLength(text) > MAX_MESSAGE) return { kind: 'close', code: 1009 };
@@ -99,21 +101,22 @@ function expectedFrameAnswer(text: string, subscribed: Set<string>): FrameAnswer
   try {
     frame = JSON.parse(text);
   } catch {
-    return { kind: 'silent' };
+    return DROPPED;
   }
-  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return { kind: 'silent' };
+  if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) return DROPPED;
   const { command, identifier, data } = frame as Record<string, unknown>;
   if (command === 'ping') return { kind: 'pong' };
-  if (command === 'pong' || !CHANNEL_COMMANDS.includes(command as string)) return { kind: 'silent' };
-  if (typeof identifier !== 'string' || identifier === '') return { kind: 'silent' };
-  if (command === 'message' && typeof data !== 'string') return { kind: 'silent' };
+  if (command === 'pong') return { kind: 'silent', dropped: false };
+  if (!CHANNEL_COMMANDS.includes(command as string)) return DROPPED;
+  if (typeof identifier !== 'string' || identifier === '') return DROPPED;
+  if (command === 'message' && typeof data !== 'string') return DROPPED;
   if (LENIENT_COMMANDS.has(command as string)) return { kind: 'lenient' };
   const known = subscribed.has(identifier);
   if (command !== 'subscribe') {
     if (known && command === 'unsubscribe') subscribed.delete(identifier);
-    return { kind: 'silent' }; // unknown subscription: dropped; stream channels answer nothing to these
+    return known ? { kind: 'silent', dropped: false } : DROPPED; // stream channels answer nothing; unknown subscription: dropped
   }
-  if (known) return { kind: 'silent' }; // subscribe twice: dropped
+  if (known) return DROPPED; // subscribe twice
   let parsed: unknown;
   try {
     parsed = JSON.parse(identifier);
@@ -194,7 +197,7 @@ function checkFrames(answer: FrameAnswer, got: { frames: string[] } | { closed: 
   switch (answer.kind) {
     case 'silent':
       assert.deepEqual(frames, [], where);
-      return 'dropped_or_silent';
+      return answer.dropped ? 'dropped' : 'no_reply';
     case 'pong':
       assert.deepEqual(frames, ['{"type":"pong"}'], where);
       return 'pong';
@@ -392,8 +395,29 @@ test(`fuzz (seed ${SEED}): every input gets its documented answer, nothing crash
       sent++;
     };
     const baseline = heapAfterGc();
+    const failedBefore = server.app.metrics.counters.failed_client_msg_total;
 
-    // 1. Client frames on three connections at once; a closed one is replaced.
+    // 1a. Every command with each field missing or of every wrong type, in order (deterministic).
+    {
+      const c = await FuzzConnection.open(url);
+      const wrongTypes: unknown[] = [undefined, 0, -1, 1e308, 2 ** 64, 0.5, true, false, null, [], {}, [1, 'a'], { a: { b: [] } }, '', 'x', JSON.parse(deepJson(300, r)) as unknown];
+      const identifier = JSON.stringify({ channel: '$pubsub', stream_name: 'fz-sweep' });
+      for (const command of [...CHANNEL_COMMANDS, 'ping', 'pong']) {
+        for (const field of ['command', 'identifier', 'data']) {
+          for (const value of wrongTypes) {
+            const frame: Record<string, unknown> = { command, identifier, data: command === 'message' ? '{}' : { a: 1 } };
+            if (value === undefined) delete frame[field];
+            else frame[field] = value;
+            const text = JSON.stringify(frame);
+            const expected = expectedFrameAnswer(text, c.subscribed);
+            frames.add(checkFrames(expected, await c.answer(() => c.client.ws.send(text), expected.kind), text));
+          }
+        }
+      }
+      await c.client.close();
+    }
+
+    // 1b. Random and mutated client frames on three connections at once; a closed one is replaced.
     await Promise.all([0, 1, 2].map(async (conn) => {
       const cr = new Rng(SEED + conn + 1);
       let c = await FuzzConnection.open(url);
@@ -403,7 +427,7 @@ test(`fuzz (seed ${SEED}): every input gets its documented answer, nothing crash
         if (kind < 3) {
           const got = await c.answer(() => c.client.ws.send(randomBytes(cr.int(100) + 1), { binary: true }), 'silent');
           assert.deepEqual(got, { frames: [] }, 'binary frame');
-          frames.add('binary_dropped');
+          frames.add('dropped_binary');
         } else if (kind < 5) {
           // Invalid UTF-8 in a text frame: uWS fails the connection (RFC 6455 §8.1); the client sees 1006.
           const payload = Buffer.from([0x7b, 0xc3, 0x28, 0xff, 0x7d]);
@@ -482,6 +506,10 @@ test(`fuzz (seed ${SEED}): every input gets its documented answer, nothing crash
       if (answer.status !== 201 && answer.status !== 200 && answer.status !== 0) assert.equal(typeof (answer.json() as { error: unknown }).error, 'string');
       if (i % 50 === 0) await beacon();
     }
+
+    // Every dropped frame and every oversize one was counted (history/presence commands may add more).
+    const counted = [...frames.counts].filter(([k]) => k.startsWith('dropped') || k === 'close_1009').reduce((n, [, v]) => n + v, 0);
+    assert.ok(server.app.metrics.counters.failed_client_msg_total - failedBefore >= counted, 'failed_client_msg_total counts dropped frames');
 
     // The sentinel heard every broadcast, in order, and nothing else.
     await beacon();

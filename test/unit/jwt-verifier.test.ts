@@ -32,6 +32,16 @@ describe('JWT verifier (node:crypto HMAC) against jose-signed tokens', () => {
     }
   });
 
+  test('secrets shorter than, equal to and longer than the digest block (RFC 2104 key hashing) verify jose tokens', async () => {
+    for (const length of [1, 32, 64, 65, 128, 129, 300]) {
+      const secret = 's'.repeat(length - 1) + 'é'; // a multi-byte character: keys are UTF-8 bytes
+      const single = new JwtVerifier([secret]);
+      for (const alg of ['HS256', 'HS384', 'HS512']) {
+        assert.deepEqual(single.verify(await sign(secret, { ext: `${alg}/${length}` }, alg)), { ok: true, identifiers: `${alg}/${length}` }, `${alg} key ${length}`);
+      }
+    }
+  });
+
   test('secret rotation: a token of either secret verifies, a third secret does not', async () => {
     assert.deepEqual(verifier.verify(await sign(K1, { ext: 'a' })), { ok: true, identifiers: 'a' });
     assert.deepEqual(verifier.verify(await sign(K2, { ext: 'b' })), { ok: true, identifiers: 'b' });

@@ -42,7 +42,8 @@ export class HistoryServer {
 
   async serve(client: HistoryClient, identifier: string, request: HistoryRequest | null): Promise<void> {
     const sub = client.subscription(identifier);
-    if (this.broker === null || sub === undefined || request === null) {
+    const broker = this.broker;
+    if (broker === null || sub === undefined || request === null) {
       this.reject(client, identifier, this.broker === null ? 'no broker' : sub === undefined ? 'unknown subscription' : 'malformed request');
       return;
     }
@@ -57,32 +58,61 @@ export class HistoryServer {
       reads = [{ ok: false, miss: 'unavailable' }];
     }
     const failed = reads.find((r) => !r.ok);
-    client.cork(() => {
-      if (failed && !failed.ok) {
+    if (failed && !failed.ok) {
+      client.cork(() => {
         for (const hold of holds) if (hold) this.catchUp.release(hold);
         this.reject(client, identifier, failed.miss);
-        return;
-      }
+      });
+      return;
+    }
+    client.cork(() => {
       this.metrics.counters.history_hits_total++;
       streams.forEach((stream, i) => {
-        const read = reads[i];
         const hold = holds[i] ?? null;
         const known = request.streams.get(stream);
         if (known && hold) hold.raise(known);
-        if (!read?.ok) return;
-        for (const entry of read.entries) {
-          if (hold?.covers(entry)) continue;
-          client.send(positionedMessageFrame(identifier, stream, entry.data, entry));
-          hold?.raise(entry);
-        }
+        this.sendEntries(client, identifier, stream, reads[i], hold);
       });
       client.send(confirmHistoryFrame(identifier));
       if (this.opts.graceMs <= 0) {
         for (const hold of holds) if (hold) this.catchUp.release(hold);
       }
     });
-    if (this.opts.graceMs > 0) {
-      setTimeout(() => client.cork(() => { for (const hold of holds) if (hold) this.catchUp.release(hold); }), this.opts.graceMs).unref();
+    if (this.opts.graceMs <= 0) return;
+    // In the background: the client's next commands need not wait for it (its live messages stay held).
+    void this.tail(client, identifier, streams, holds, request, broker).catch((err: unknown) => {
+      this.log.warn({ err: String(err) }, 'history tail read failed');
+      for (const hold of holds) if (hold) this.catchUp.release(hold);
+    });
+  }
+
+  /**
+   * After the grace, a second read closes the gap of a stream this node only just subscribed to in
+   * pub/sub: what was stored after the first read but published before the subscription took effect
+   * comes from here. Then the holds end.
+   */
+  private async tail(client: HistoryClient, identifier: string, streams: readonly string[], holds: ReadonlyArray<Hold | null>, request: HistoryRequest, broker: Broker): Promise<void> {
+    await new Promise((r) => setTimeout(r, this.opts.graceMs).unref());
+    const tails = await Promise.all(streams.map((stream, i) => {
+      const from = holds[i]?.watermark ?? null;
+      return (from ? broker.history.readFrom(stream, from) : this.read(stream, request)).catch(() => null);
+    }));
+    client.cork(() => {
+      streams.forEach((stream, i) => {
+        const hold = holds[i] ?? null;
+        this.sendEntries(client, identifier, stream, tails[i] ?? null, hold);
+        if (hold) this.catchUp.release(hold);
+      });
+    });
+  }
+
+  /** Sends the entries the client does not have yet, raising the hold's mark as it goes. */
+  private sendEntries(client: HistoryClient, identifier: string, stream: string, read: HistoryRead | null | undefined, hold: Hold | null): void {
+    if (!read?.ok) return;
+    for (const entry of read.entries) {
+      if (hold?.covers(entry)) continue;
+      client.send(positionedMessageFrame(identifier, stream, entry.data, entry));
+      hold?.raise(entry);
     }
   }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { createCable } from '@anycable/core';
-import { withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
+import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
 import { broadcast } from '../helpers/http.js';
@@ -17,8 +17,8 @@ interface Meta { stream?: string; epoch?: string; offset?: number }
  * The real client on actioncable-v1-ext-json behind a proxy we can cut: messages broadcast while
  * its socket is down must arrive after it reconnects, in order, each once.
  */
-async function missedWhileAway(server: TestServer, expectRestore: boolean): Promise<void> {
-  const proxy = new TcpProxy(server.port);
+async function missedWhileAway(server: TestServer, expectRestore: boolean, comeBackTo: TestServer = server): Promise<void> {
+  let proxy = new TcpProxy(server.port);
   const port = await proxy.start();
   const token = await signToken(TEST_SECRET, { ext: '{"user_id":"7"}' }, { expiresIn: 300 });
   const cable = createCable(`ws://127.0.0.1:${port}/cable`, {
@@ -59,7 +59,14 @@ async function missedWhileAway(server: TestServer, expectRestore: boolean): Prom
 
     const disconnected = new Promise<void>((resolve) => cable.once('disconnect', () => resolve()));
     const reconnected = new Promise<{ restored?: boolean }>((resolve) => cable.once('connect', (ev: { restored?: boolean }) => resolve(ev)));
-    proxy.cut();
+    if (comeBackTo === server) {
+      proxy.cut();
+    } else {
+      // The load balancer now sends the client to the other node.
+      await proxy.stop();
+      proxy = new TcpProxy(comeBackTo.port);
+      await proxy.start(port);
+    }
     await disconnected;
     for (let n = 4; n <= 8; n++) await send(n);
     const event = await reconnected;
@@ -84,6 +91,18 @@ describe('@anycable/core on actioncable-v1-ext-json with the memory broker', () 
 
   test('without session recovery the resubscribe carries the positions and gets the missed messages', async () => {
     await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', '--sessions_ttl', '0'], (server) => missedWhileAway(server, false));
+  });
+
+  test('with the Redis broker the client comes back on another node, is restored there and catches up', async () => {
+    const args = ['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', 'redis'];
+    const a = await startServer(args);
+    const b = await startServer(args);
+    try {
+      await missedWhileAway(a, true, b);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
   });
 
   test('presence requests are rejected, not left hanging', async () => {

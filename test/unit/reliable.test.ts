@@ -189,6 +189,21 @@ describe('history server with catch-up holds', () => {
     }
   });
 
+  test('with a grace (shared brokers) a message stored after the read but never delivered live still arrives, once', async () => {
+    const { server, client, broadcast, broker, catchUp } = setup(10);
+    const p1 = broadcast('1');
+    client.sent.length = 0;
+    await server.serve(client, id, { since: null, streams: new Map([['s', p1]]) });
+    // Stored, but lost on its way through pub/sub (this node was not subscribed yet).
+    broker.history.append('s', '2');
+    // Stored and delivered live while held.
+    broadcast('3');
+    await new Promise((r) => setTimeout(r, 40));
+    assert.equal(catchUp.active, false);
+    broadcast('4');
+    assert.deepEqual(datas(client.sent), ['confirm_history', 2, 3, 4]);
+  });
+
   test('an unknown epoch, an evicted position, an unknown subscription or no broker get reject_history', async () => {
     const { server, client, broadcast, metrics } = setup();
     broadcast('1');

@@ -72,6 +72,7 @@ const SERVERS: readonly ServerSpec[] = [
   { name: 'cablecat-broker-memory', args: (p) => cablecatArgs(p, ['--norpc', '--broker', 'memory']), ready: /cablecat started/, jwt: true, fanoutOnly: true, broker: true },
   { name: 'cablecat-broker-redis', args: (p) => cablecatArgs(p, ['--norpc', '--broker', 'redis']), ready: /cablecat started/, jwt: true, fanoutOnly: true, broker: true },
   { name: 'cablecat-rpc', args: (p) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never']), ready: /cablecat started/, jwt: false, connectOnly: true },
+  ...(beforeRoot ? [{ name: 'cablecat-rpc-before', args: (p: number) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never'], beforeRoot), ready: /cablecat started/, jwt: false, connectOnly: true }] : []),
 ];
 
 /** Runs the load client; `onPhase` answers its intermediate `{"phase":…}` lines (then it writes "go"). */

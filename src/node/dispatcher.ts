@@ -254,13 +254,13 @@ export class Dispatcher {
   }
 
   /**
-   * Runs `apply` corked (after an await we are outside any uWS callback: each write would be a
-   * syscall), then closes if it asked to: the close stays outside the cork (see Session.closeWith).
+   * Runs `apply` corked (after an await we are outside any uWS callback: each write would be its own
+   * syscall) and closes in the same batch when the result asks to disconnect.
    */
   private applyCorked(session: Session, apply: () => boolean): void {
-    let disconnect = false;
-    session.cork(() => { disconnect = apply(); });
-    if (disconnect) session.close(CLOSE_NORMAL);
+    session.cork(() => {
+      if (apply()) session.close(CLOSE_NORMAL);
+    });
   }
 
   /**

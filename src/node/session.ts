@@ -361,13 +361,14 @@ export class Session implements CallContext {
   }
 
   /**
-   * A last frame (a disconnect reason), then the close frame. Not corked: callers are timers and
-   * broadcast handlers, not RPC answers, and keeping end() out of a cork batch leaves uWS's close path
-   * (which may run with a full send buffer, a too_slow eviction) as it always was.
+   * A last frame (a disconnect reason), then the close frame, in one write: remote disconnects arrive
+   * after an await (an HTTP body, a broker message). uWS sends the FIN when the cork is released.
    */
   closeWith(code: number, frame: string, reason?: string): void {
-    this.send(frame);
-    this.close(code, reason);
+    this.cork(() => {
+      this.send(frame);
+      this.close(code, reason);
+    });
   }
 }
 

@@ -116,6 +116,25 @@ describe('session lifecycle against a real gRPC app', () => {
     });
   });
 
+  test('on shutdown, a subscribe in flight finishes first and its Disconnect (listing it) is flushed', async () => {
+    await withRpcApp(['--shutdown_timeout', '5'], async (server, app) => {
+      const id = identifier('EchoChannel');
+      const a = await welcomed(server.url);
+      const aSid = app.callsOf('Connect')[0]!.sid;
+      const hold = held();
+      app.gate = (call) => (isCommand(aSid, 'subscribe')(call) ? hold.gate : Promise.resolve());
+      a.subscribe(id);
+      await app.waitForCall(isCommand(aSid, 'subscribe'));
+      const stopping = server.stop();
+      assert.equal((await a.closed).code, 1001);
+      hold.release();
+      await stopping;
+      const disconnect = app.callsOf('Disconnect').find((call) => call.sid === aSid);
+      assert.ok(disconnect, 'Disconnect was flushed before the server stopped');
+      assert.deepEqual((disconnect.request as DisconnectRequest).subscriptions, [id]);
+    });
+  });
+
   test('past --max_command_queue_size the connection is closed 1013 "Command queue full" and counted', async () => {
     await withRpcApp(['--max_command_queue_size', '4096', '--metrics_http', '/metrics'], async (server, app) => {
       const id = identifier('EchoChannel');

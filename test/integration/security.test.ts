@@ -252,6 +252,23 @@ describe('issue 11: a token opens the WebSocket key gate only where a verifier c
     });
   });
 
+  test('JWT off, SSE (--sse): ?jid= and X-JID get 401 like no credential; the key is let in', async () => {
+    await withServer(['--noauth', '--norpc', '--ws_api_key', WS_KEY, '--sse', '--public_streams'], async (server) => {
+      for (const [query, headers] of [['?jid=whatever', {}], ['', { 'X-JID': 'whatever' }]] as const) {
+        const answer = await httpRequest(`${server.http}/events${query}${query ? '&' : '?'}stream=sse-key-test`, { headers });
+        assert.equal(answer.status, 401);
+        assert.deepEqual(answer.json(), { error: 'unauthorized' });
+      }
+      const { request } = await import('node:http');
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(`${server.http}/events?token=${WS_KEY}&stream=sse-key-test`, { agent: false }, (res) => { resolve(res.statusCode ?? 0); res.destroy(); });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 200);
+    });
+  });
+
   test('JWT on (--noauth --ws_api_key --secret): a forged token ends in unauthorized, never a welcome', async () => {
     await withServer(['--noauth', '--norpc', '--ws_api_key', WS_KEY, '--secret', TEST_SECRET], async (server) => {
       const forged = await signToken('some-other-secret-0123456789', { ext: '{"user_id":"eve"}' }, { expiresIn: 60 });

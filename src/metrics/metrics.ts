@@ -25,6 +25,7 @@ export const COUNTER_NAMES = [
   'history_misses_total',
   'sessions_restored_total',
   'session_restore_misses_total',
+  'http_bad_requests_total',
 ] as const;
 
 export const GAUGE_NAMES = [
@@ -62,6 +63,7 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
   history_misses_total: 'History requests answered with reject_history',
   sessions_restored_total: 'Connections that restored a previous session',
   session_restore_misses_total: 'Restore attempts whose session was unknown or expired (normal authentication followed)',
+  http_bad_requests_total: 'HTTP API requests answered 400: unparseable, or HTTP/1.1 without Host',
   clients_num: 'Open client connections',
   clients_uniq_num: 'Distinct connection identifiers',
   broadcast_streams_num: 'Streams with at least one subscriber',

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { CablecatError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { runRoute } from './http-server.js';
 import { allowedMethods, METHOD_NOT_ALLOWED, NOT_FOUND, type BodyResult, type HttpReply, type HttpRequestView, type HttpRoute } from './http-route.js';
 
@@ -16,7 +17,7 @@ export class ApiListener {
   private readonly server: Server;
   private readonly log: Logger;
 
-  constructor(private readonly routes: readonly HttpRoute[], logger: Logger, component = 'http_api') {
+  constructor(private readonly routes: readonly HttpRoute[], private readonly metrics: Metrics, logger: Logger, component = 'http_api') {
     this.log = logger.child({ component });
     // requireHostHeader: false so that we answer a missing Host ourselves, with a JSON body.
     this.server = createServer({ requireHostHeader: false, headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => this.dispatch(req, res));
@@ -55,11 +56,15 @@ export class ApiListener {
     const reply = new NodeReply(res);
     if (req.httpVersion === '1.1' && req.headers.host === undefined) {
       // RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
+      this.metrics.counters.http_bad_requests_total++;
+      this.log.debug({ method: req.method, url: req.url }, 'HTTP/1.1 request without Host');
       reply.json('400 Bad Request', { error: 'bad_request', detail: 'HTTP/1.1 request without a Host header' }, true);
       return;
     }
     const path = targetPath(req.url ?? '');
     if (path === null) {
+      this.metrics.counters.http_bad_requests_total++;
+      this.log.debug({ method: req.method, url: req.url }, 'unsupported request target');
       reply.json('400 Bad Request', { error: 'bad_request', detail: 'unsupported request target' }, true);
       return;
     }
@@ -79,8 +84,9 @@ export class ApiListener {
 
   /** A request node's parser rejects: a JSON 400 (or 431/413) and close, never a silent hang. */
   private onClientError(err: Error & { code?: string }, socket: Socket): void {
-    this.log.debug({ code: err.code }, 'unparseable HTTP request');
     if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return; }
+    this.metrics.counters.http_bad_requests_total++;
+    this.log.debug({ code: err.code }, 'unparseable HTTP request');
     const [status, error] = err.code === 'HPE_HEADER_OVERFLOW'
       ? ['431 Request Header Fields Too Large', 'headers_too_large']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['408 Request Timeout', 'request_timeout'] : ['400 Bad Request', 'bad_request'];

@@ -117,8 +117,9 @@ describe('the HTTP API port answers every HTTP/1.x request form', () => {
     });
   }
 
-  test('HTTP/1.1 without Host: 400 with a JSON reason on every route, connection closed', async () => {
+  test('HTTP/1.1 without Host: 400 with a JSON reason on every route, connection closed, counted', async () => {
     const port = apiPort(server);
+    const before = server.app.metrics.counters.http_bad_requests_total;
     const requests: Array<[string, string, Record<string, string>, string]> = [
       ['GET', '/health', {}, ''],
       ['HEAD', '/health', {}, ''],
@@ -132,13 +133,16 @@ describe('the HTTP API port answers every HTTP/1.x request form', () => {
       assert.equal(answer.headers.connection, 'close');
       if (method !== 'HEAD') assert.deepEqual(JSON.parse(answer.body), NO_HOST);
     }
+    assert.equal(server.app.metrics.counters.http_bad_requests_total, before + requests.length);
   });
 
   test('a request node cannot parse at all gets a JSON 400 at once', async () => {
     const port = apiPort(server);
+    const before = server.app.metrics.counters.http_bad_requests_total;
     const answer = await rawHttp(port, 'HELLO THERE\r\n\r\n');
     assert.equal(answer.status, 400);
     assert.deepEqual(JSON.parse(answer.body), { error: 'bad_request' });
+    assert.equal(server.app.metrics.counters.http_bad_requests_total, before + 1);
   });
 
   test('a broadcast posted exactly as the anycable gem sends it reaches a WebSocket subscriber', async () => {

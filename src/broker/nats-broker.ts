@@ -192,18 +192,35 @@ export class NatsHistory implements HistoryStore {
 /** Session snapshots in a KV bucket whose entries live sessions_ttl. */
 export class NatsSessions implements SessionStore {
   private kv: KV | null = null;
+  private connection: NatsConnection | null = null;
 
   constructor(private readonly bucket: string, private readonly ttlS: number) {}
 
   async attach(connection: NatsConnection): Promise<void> {
     if (this.ttlS <= 0) return;
-    const js = connection.jetstream({ timeout: REQUEST_TIMEOUT_MS });
+    this.connection = connection;
+    await this.bind();
+  }
+
+  /** Creates the bucket when missing (first start, or lost by the server) and binds to it. */
+  private async bind(): Promise<KV> {
+    if (!this.connection) throw new Error('not connected to nats');
+    const js = this.connection.jetstream({ timeout: REQUEST_TIMEOUT_MS });
     this.kv = await js.views.kv(this.bucket, { ttl: this.ttlS * 1000, history: 1 });
+    return this.kv;
   }
 
   async commit(sid: string, snapshot: string): Promise<void> {
     if (!this.kv || !KV_KEY.test(sid)) return;
-    await this.kv.put(sid, snapshot);
+    try {
+      await this.kv.put(sid, snapshot);
+    } catch (err) {
+      // The server may have lost the bucket (memory store, restart): make it again once.
+      // 503 "no responders": nothing listens on the bucket's subject any more.
+      const code = (err as { code?: unknown } | null)?.code;
+      if (!isNotFound(err) && code !== '503') throw err;
+      await (await this.bind()).put(sid, snapshot);
+    }
   }
 
   async fetch(sid: string): Promise<string | null> {

@@ -271,7 +271,7 @@ describe('redis broker specifics', () => {
 });
 
 describe('nats broker specifics', () => {
-  test('a lost JetStream stream is made again under a new epoch', async () => {
+  test('a lost JetStream stream is made again under a new epoch; a lost sessions bucket is made again', async () => {
     const names = natsNames();
     const broker = new NatsBroker([NATS_URL], OPTS, new Metrics(), logger, names);
     await broker.start();
@@ -285,6 +285,10 @@ describe('nats broker specifics', () => {
       assert.notEqual(p2.epoch, p1.epoch);
       assert.equal(miss(await broker.history.readFrom('s', p1)), 'unknown_epoch');
       assert.deepEqual(entries(await broker.history.readSince('s', 0)).map(([, d]) => d), ['b']);
+      // The sessions bucket lost too: the next commit makes it again.
+      await jsm.streams.delete(`KV_${names.sessionsBucket}`);
+      await broker.sessions.commit('sid-after-loss', 'S');
+      assert.equal(await broker.sessions.fetch('sid-after-loss'), 'S');
     } finally {
       await broker.shutdown();
       const jsm = await nc.jetstreamManager();

@@ -23,8 +23,9 @@ export class BroadcastPipeline {
     for (const pub of pubs) {
       if (pub.kind === 'broadcast') this.metrics.counters.broadcast_msg_total++;
       else this.metrics.counters.remote_commands_total++;
-      if (pub.kind === 'broadcast' && this.sequencer !== null) {
+      if (this.sequencer !== null) {
         // The sequencer emits at once unless the broker is slow; a refusal seen later is only counted.
+        // Remote commands go through it too, so a disconnect never overtakes an earlier broadcast.
         let refused = false;
         this.sequencer.accept(pub, (positioned) => { if (!this.route(positioned, fanout)) refused = true; });
         if (refused) all = false;

@@ -1,5 +1,5 @@
 import type { HistoryStore, StreamPosition } from '../broker/broker.js';
-import type { StreamBroadcast } from '../broadcast/message.js';
+import type { Publication, StreamBroadcast } from '../broadcast/message.js';
 import type { Logger } from '../logging/logger.js';
 import { RateLimitedLog } from '../logging/rate-limited.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -27,10 +27,13 @@ export class BroadcastSequencer {
     this.quiet = new RateLimitedLog(logger.child({ component: 'broker' }));
   }
 
-  /** `emit` gets the broadcast with its position, after every broadcast accepted before it. */
-  accept(pub: StreamBroadcast, emit: (pub: StreamBroadcast) => void): void {
-    // Not stored (whispers) or already stored (from another node): only the order matters.
-    if (pub.transient || pub.position) {
+  /**
+   * `emit` gets the publication (a broadcast with its position) after every one accepted before it.
+   * Remote commands are not stored but keep their place: a disconnect never overtakes a broadcast.
+   */
+  accept(pub: Publication, emit: (pub: Publication) => void): void {
+    // Not stored (commands, whispers) or already stored (from another node): only the order matters.
+    if (pub.kind !== 'broadcast' || pub.transient || pub.position) {
       if (this.tail === null) emit(pub);
       else this.after(Promise.resolve(null), pub, emit);
       return;
@@ -49,7 +52,7 @@ export class BroadcastSequencer {
   }
 
   /** Emits `pub` once everything before it was emitted and its own position is known. */
-  private after(stored: Promise<StreamPosition | null>, pub: StreamBroadcast, emit: (pub: StreamBroadcast) => void): void {
+  private after(stored: Promise<StreamPosition | null>, pub: Publication, emit: (pub: Publication) => void): void {
     if (this.waiting >= MAX_WAITING) {
       this.metrics.counters.failed_broadcast_msg_total++;
       this.quiet.warn('overflow', { waiting: this.waiting }, 'broadcast refused: too many waiting for the broker');
@@ -62,7 +65,7 @@ export class BroadcastSequencer {
     const next: Promise<void> = previous
       .then(() => stored)
       .then(
-        (position) => emit(position ? { ...pub, position } : pub),
+        (position) => emit(position && pub.kind === 'broadcast' ? { ...pub, position } : pub),
         (err: unknown) => {
           this.quiet.warn('append', { err: String(err) }, 'broker could not store a broadcast; delivered without a position');
           emit(pub);

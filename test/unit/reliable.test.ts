@@ -5,7 +5,7 @@ import { createLogger } from '../../src/logging/logger.js';
 import { LogCapture } from '../helpers/server.js';
 import type { HistoryRead, HistoryStore, StreamPosition } from '../../src/broker/broker.js';
 import { MemoryBroker } from '../../src/broker/memory-broker.js';
-import type { StreamBroadcast } from '../../src/broadcast/message.js';
+import type { Publication, StreamBroadcast } from '../../src/broadcast/message.js';
 import { encodePublication, parsePublicationsText } from '../../src/broadcast/message.js';
 import { BroadcastSequencer } from '../../src/reliable/broadcast-sequencer.js';
 import { CatchUp, type TopicGate } from '../../src/reliable/catch-up.js';
@@ -35,7 +35,7 @@ describe('broadcast sequencer', () => {
     const broker = new MemoryBroker({ historyLimit: 10, historyTtlS: 10, sessionsTtlS: 0 });
     const out: StreamBroadcast[] = [];
     const seq = new BroadcastSequencer(broker.history, new Metrics(), logger);
-    const emit = (p: StreamBroadcast): number => out.push(p);
+    const emit = (p: Publication): number => (p.kind === 'broadcast' ? out.push(p) : 0);
     seq.accept(bc('s', '1'), emit);
     seq.accept(bc('s', '2'), emit);
     assert.deepEqual(out.map((p) => [p.data, p.position?.offset]), [['1', 1], ['2', 2]]);
@@ -45,9 +45,14 @@ describe('broadcast sequencer', () => {
     const history = new ManualHistory();
     const out: StreamBroadcast[] = [];
     const seq = new BroadcastSequencer(history, new Metrics(), logger);
-    const emit = (p: StreamBroadcast): number => out.push(p);
+    const commands: string[] = [];
+    const emit = (p: Publication): void => {
+      if (p.kind === 'broadcast') out.push(p);
+      else commands.push(`after ${out.length}`);
+    };
     seq.accept(bc('a', '1'), emit);
     seq.accept(bc('b', '2'), emit);
+    seq.accept({ kind: 'disconnect', identifier: '{"u":1}', reconnect: true }, emit);
     seq.accept(bc('a', 'whisper', { transient: true }), emit);
     seq.accept(bc('a', '3'), emit);
     history.calls[2]!.resolve({ epoch: 'e', offset: 2 });
@@ -60,6 +65,7 @@ describe('broadcast sequencer', () => {
       ['1', { epoch: 'e', offset: 1 }], ['2', null], ['whisper', null], ['3', { epoch: 'e', offset: 2 }],
     ]);
     assert.equal(history.calls.length, 3, 'transient broadcasts are not stored');
+    assert.deepEqual(commands, ['after 2'], 'a remote disconnect keeps its place');
   });
 });
 

@@ -28,6 +28,7 @@ import { HttpTransport } from '../rpc/http-transport.js';
 import type { RpcTransport } from '../rpc/transport.js';
 import { BroadcastPipeline } from '../broadcast/pipeline.js';
 import { buildBroker, historyGraceMs } from '../broker/build-broker.js';
+import { PresenceService } from '../presence/presence-service.js';
 import { BroadcastSequencer } from '../reliable/broadcast-sequencer.js';
 import { CatchUp } from '../reliable/catch-up.js';
 import { HistoryServer } from '../reliable/history-server.js';
@@ -136,12 +137,14 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     // Clients come back with history requests at once; a second is plenty and bounds the wait of others.
     sessions: broker && config.sessionsTtlS > 0 ? new SessionKeeper(broker, catchUp, { restoreHoldMs: 1000, refreshMs: config.sessionsTtlS * 500 }, metrics, logger) : null,
   };
+  // Presence lives in the broker's store; its events take the broadcast path, so every node hears them.
+  const presence = new PresenceService(broker?.presence ?? null, { ttlS: config.presenceTtlS }, (pub) => pipeline.route(pub, false), metrics, logger);
   const node = new Node(
     {
       pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize,
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
-    { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false), reliable, catchUp },
+    { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false), reliable, catchUp, presence },
   );
 
   const endpoint = new WsEndpoint({
@@ -247,6 +250,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       }
       if (metricsListener) cablecat.metricsPort = await metricsListener.listen(config.metricsHost || config.host, config.metricsPort);
       node.start();
+      presence.start();
       disconnectQueue.start();
       metricsLogger?.start();
     },
@@ -256,6 +260,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       endpoint.stopAccepting();
       sse?.stopAccepting();
       // Calls in flight finish first, so their sessions' Disconnect calls are queued before the flush.
+      presence.stop();
       await node.disconnectAll(Math.max(0, deadline - Date.now()));
       await disconnectQueue.flush(Math.max(0, deadline - Date.now()));
       for (const b of broadcasters) await b.shutdown();

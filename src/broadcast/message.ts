@@ -14,6 +14,8 @@ export interface StreamBroadcast {
   readonly excludeSocket: string | null;
   /** `meta.transient`: delivered live but never stored in history (whispers are). */
   readonly transient?: boolean;
+  /** `meta.broadcast_type` "presence": a presence event, framed as `{"type":"presence",…}` (always transient). */
+  readonly presence?: boolean;
   /** Given by the broker before fan-out; only trusted between our own nodes. */
   readonly position?: StreamPosition;
 }
@@ -57,14 +59,16 @@ function parseOne(value: unknown, at: string, trusted: boolean): Publication | s
   else return `${at}: data is missing`;
   let excludeSocket: string | null = null;
   let transient = false;
+  let presence = false;
   if (meta !== undefined && meta !== null) {
     if (typeof meta !== 'object' || Array.isArray(meta)) return `${at}: meta must be an object`;
-    const { exclude_socket: ex, transient: tr } = meta as Record<string, unknown>;
+    const { exclude_socket: ex, transient: tr, broadcast_type: type } = meta as Record<string, unknown>;
     if (typeof ex === 'string' && ex !== '') excludeSocket = ex;
-    transient = tr === true;
+    presence = type === 'presence';
+    transient = tr === true || presence;
   }
   const position = trusted ? parsePosition(obj) : undefined;
-  return { kind: 'broadcast', stream, data: text, excludeSocket, ...(transient ? { transient } : {}), ...(position ? { position } : {}) };
+  return { kind: 'broadcast', stream, data: text, excludeSocket, ...(transient ? { transient } : {}), ...(presence ? { presence } : {}), ...(position ? { position } : {}) };
 }
 
 /**
@@ -96,8 +100,12 @@ export function parsePublicationsText(text: string, trusted = false): ParseResul
 /** The wire form used between nodes (Redis/NATS pub/sub), stream position included. */
 export function encodePublication(pub: Publication): string {
   if (pub.kind === 'disconnect') return JSON.stringify({ command: 'disconnect', payload: { identifier: pub.identifier, reconnect: pub.reconnect } });
-  const meta = pub.excludeSocket || pub.transient
-    ? { meta: { ...(pub.excludeSocket ? { exclude_socket: pub.excludeSocket } : {}), ...(pub.transient ? { transient: true } : {}) } }
+  const meta = pub.excludeSocket || pub.transient || pub.presence
+    ? { meta: {
+      ...(pub.excludeSocket ? { exclude_socket: pub.excludeSocket } : {}),
+      ...(pub.transient ? { transient: true } : {}),
+      ...(pub.presence ? { broadcast_type: 'presence' } : {}),
+    } }
     : {};
   const position = pub.position ? { epoch: pub.position.epoch, offset: pub.position.offset } : {};
   return JSON.stringify({ stream: pub.stream, data: pub.data, ...meta, ...position });

@@ -8,7 +8,7 @@ import { NatsBroker } from './nats-broker.js';
 
 /** The broker chosen with --broker, or null (no history, no session restore). */
 export function buildBroker(config: Config, metrics: Metrics, logger: Logger): Broker | null {
-  const opts: BrokerOptions = { historyLimit: config.historyLimit, historyTtlS: config.historyTtlS, sessionsTtlS: config.sessionsTtlS };
+  const opts: BrokerOptions = { historyLimit: config.historyLimit, historyTtlS: config.historyTtlS, sessionsTtlS: config.sessionsTtlS, presenceTtlS: config.presenceTtlS };
   switch (config.broker) {
     case 'memory':
       return new MemoryBroker(opts);

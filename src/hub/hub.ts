@@ -2,6 +2,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { messageFramePrefix } from '../protocol/messages.js';
 import { positionSuffix } from '../protocol/ext-frames.js';
 import type { StreamPosition } from '../broker/broker.js';
+import { presenceFramePrefix } from '../presence/presence-frames.js';
 
 /** The two things the hub needs from a socket; uWS WebSocket satisfies it. */
 export interface TopicSocket {
@@ -140,6 +141,26 @@ export class Hub {
       if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, exclude);
       counters.server_msg_total += receivers;
       counters.data_sent_total += receivers * (route.framePrefixBytes + messageBytes);
+    }
+  }
+
+  /**
+   * Delivers a presence event as `{"type":"presence","identifier":…,"message":…}` to every subscriber
+   * of the stream on this node, the joiner too. Rare next to broadcasts: the prefix is built per event.
+   */
+  broadcastPresence(stream: string, data: string): void {
+    const routes = this.streams.get(stream);
+    if (!routes) return;
+    // Our events are JSON already; an app's presence-typed broadcast may not be.
+    const eventJson = messageJsonFromData(data);
+    const counters = this.metrics.counters;
+    for (const [identifier, route] of routes) {
+      const frame = `${presenceFramePrefix(identifier)}${eventJson}}`;
+      this.publisher.publish(route.topic, frame);
+      // Subscribers held for a history catch-up are out of the topic: they miss this event.
+      const receivers = route.count - (route.held?.size ?? 0);
+      counters.server_msg_total += receivers;
+      counters.data_sent_total += receivers * Buffer.byteLength(frame);
     }
   }
 }

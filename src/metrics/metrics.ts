@@ -26,6 +26,8 @@ export const COUNTER_NAMES = [
   'sessions_restored_total',
   'session_restore_misses_total',
   'http_bad_requests_total',
+  'presence_events_total',
+  'presence_errors_total',
 ] as const;
 
 export const GAUGE_NAMES = [
@@ -64,6 +66,8 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
   sessions_restored_total: 'Connections that restored a previous session',
   session_restore_misses_total: 'Restore attempts whose session was unknown or expired (normal authentication followed)',
   http_bad_requests_total: 'HTTP API requests answered 400: unparseable, or HTTP/1.1 without Host',
+  presence_events_total: 'Presence join and leave events this node published',
+  presence_errors_total: 'Presence store calls that failed (broker unreachable)',
   clients_num: 'Open client connections',
   clients_uniq_num: 'Distinct connection identifiers',
   broadcast_streams_num: 'Streams with at least one subscriber',

@@ -7,6 +7,8 @@ import { presenceErrorFrame, rejectHistoryFrame } from '../protocol/ext-frames.j
 import type { HistoryServer } from '../reliable/history-server.js';
 import type { SessionKeeper } from '../reliable/session-keeper.js';
 import type { HistoryRequest } from '../reliable/history-request.js';
+import type { PresenceService } from '../presence/presence-service.js';
+import type { JoinRequest } from '../presence/join-request.js';
 import { WHISPER_STATE_KEY } from '../streams/streams-controller.js';
 import { errorMessage } from '../errors.js';
 import { CancelledError, commandResult, isPromise, type Awaitable, type CommandResult, type ConnectResult, type Controller } from './controller.js';
@@ -20,6 +22,8 @@ export interface DispatcherDeps {
   readonly publish: (pub: Publication) => void;
   /** History and session recovery; null without a broker (history requests get reject_history). */
   readonly reliable?: ReliableStreams | null;
+  /** join/leave/presence commands and the app's presence changes; absent = answered as unavailable. */
+  readonly presence?: PresenceService | null;
 }
 
 export interface ReliableStreams {
@@ -125,17 +129,19 @@ export class Dispatcher {
     const identifier = command.identifier;
     switch (command.command) {
       case 'subscribe':
-        return this.subscribe(session, identifier, command.history ?? null);
+        return this.subscribe(session, identifier, command.history ?? null, command.presence ?? null);
       case 'unsubscribe':
         return this.unsubscribe(session, identifier);
       case 'message':
         return this.perform(session, identifier, command.data);
       case 'history':
         return this.history(session, identifier, command.history);
-      case 'presence':
       case 'join':
+        return this.deps.presence ? this.deps.presence.join(session, identifier, command.presence) : this.dropFrame(session, 'presence is off');
       case 'leave':
-        // No presence store yet: an error answer, so the client's presence request settles.
+        return this.deps.presence ? this.deps.presence.leave(session, identifier) : this.dropFrame(session, 'presence is off');
+      case 'presence':
+        if (this.deps.presence) return this.deps.presence.info(session, identifier);
         session.send(presenceErrorFrame(identifier));
         return undefined;
       case 'whisper': {
@@ -149,7 +155,7 @@ export class Dispatcher {
     }
   }
 
-  private subscribe(session: Session, identifier: string, history: HistoryRequest | null): Pending {
+  private subscribe(session: Session, identifier: string, history: HistoryRequest | null, join: JoinRequest | null): Pending {
     if (session.subscription(identifier)) return this.dropFrame(session, 'already subscribed');
     let answer: Awaitable<CommandResult>;
     try {
@@ -157,17 +163,17 @@ export class Dispatcher {
     } catch (err) {
       return this.subscribeFailed(session, identifier, err);
     }
-    if (isPromise(answer)) return answer.then((result) => this.subscribed(session, identifier, history, result), (err: unknown) => this.subscribeFailed(session, identifier, err));
-    return this.subscribed(session, identifier, history, answer);
+    if (isPromise(answer)) return answer.then((result) => this.subscribed(session, identifier, history, join, result), (err: unknown) => this.subscribeFailed(session, identifier, err));
+    return this.subscribed(session, identifier, history, join, answer);
   }
 
   private subscribeFailed(session: Session, identifier: string, err: unknown): Pending {
     // Never sent (the client left while it waited for a slot): nothing to record or unwind.
     if (err instanceof CancelledError) return undefined;
-    return this.subscribed(session, identifier, null, commandResult('error', { errorMsg: errorMessage(err) }));
+    return this.subscribed(session, identifier, null, null, commandResult('error', { errorMsg: errorMessage(err) }));
   }
 
-  private subscribed(session: Session, identifier: string, history: HistoryRequest | null, result: CommandResult): Pending {
+  private subscribed(session: Session, identifier: string, history: HistoryRequest | null, join: JoinRequest | null, result: CommandResult): Pending {
     if (result.status === 'error') {
       // anycable-go sends nothing here and the client hangs; a reject lets it move on.
       this.log.warn({ sid: session.sid, identifier: compact(identifier), err: result.errorMsg ?? '' }, 'subscribe error');
@@ -183,8 +189,24 @@ export class Dispatcher {
     });
     if (!confirmed || session.state !== 'open') return undefined;
     this.keeper(session)?.commit(session);
-    // History asked with the subscribe comes after the confirmation, for the streams it started.
-    return history !== null ? this.history(session, identifier, history) : undefined;
+    if (!result.presence && join === null) {
+      // History asked with the subscribe comes after the confirmation, for the streams it started.
+      return history !== null ? this.history(session, identifier, history) : undefined;
+    }
+    return this.presenceAfterSubscribe(session, identifier, result, history, join);
+  }
+
+  /** The app's presence change, then the history asked with the subscribe, then a restoring client's join. */
+  private async presenceAfterSubscribe(session: Session, identifier: string, result: CommandResult, history: HistoryRequest | null, join: JoinRequest | null): Promise<void> {
+    await this.applyPresence(session, identifier, result);
+    if (history !== null) await this.history(session, identifier, history);
+    if (join !== null && session.state === 'open') await this.deps.presence?.join(session, identifier, join);
+  }
+
+  /** CommandResponse.presence of a successful command, once the rest of the answer is applied. */
+  private applyPresence(session: Session, identifier: string, result: CommandResult): Pending {
+    if (!result.presence || result.status !== 'success' || !this.deps.presence || !session.subscription(identifier)) return undefined;
+    return this.deps.presence.apply(session, identifier, result.presence);
   }
 
   private history(session: Session, identifier: string, request: HistoryRequest | null): Pending {
@@ -207,21 +229,23 @@ export class Dispatcher {
     return this.unsubscribed(session, identifier, answer);
   }
 
-  private unsubscribeFailed(session: Session, identifier: string, err: unknown): undefined {
+  private unsubscribeFailed(session: Session, identifier: string, err: unknown): Pending {
     // Never sent: the subscription stays recorded, so Disconnect lists it and the app cleans up there.
     if (err instanceof CancelledError) return undefined;
     this.log.warn({ sid: session.sid, err: errorMessage(err) }, 'unsubscribe error');
     return this.unsubscribed(session, identifier, null);
   }
 
-  private unsubscribed(session: Session, identifier: string, result: CommandResult | null): undefined {
+  private unsubscribed(session: Session, identifier: string, result: CommandResult | null): Pending {
+    // Its presence there goes at once; the session's next call waits for the leave.
+    const left = this.deps.presence?.unsubscribed(session, identifier);
     this.applyCorked(session, () => {
       // Whatever the app said, the client is gone from this channel: its streams and state go.
       session.removeSubscription(identifier);
       return result !== null && result.status !== 'error' && this.apply(session, identifier, false, result);
     });
     if (session.state === 'open') this.keeper(session)?.commit(session);
-    return undefined;
+    return left;
   }
 
   private perform(session: Session, identifier: string, data: string): Pending {
@@ -242,7 +266,7 @@ export class Dispatcher {
     return undefined;
   }
 
-  private performed(session: Session, identifier: string, result: CommandResult): undefined {
+  private performed(session: Session, identifier: string, result: CommandResult): Pending {
     if (result.status === 'error') {
       this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'perform error');
       return undefined;
@@ -250,7 +274,7 @@ export class Dispatcher {
     this.applyCorked(session, () => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
     const changed = result.streams.length > 0 || result.stopStreams || result.stoppedStreams.length > 0 || result.istate !== undefined || result.cstate !== undefined;
     if (changed && session.state === 'open') this.keeper(session)?.commit(session);
-    return undefined;
+    return this.applyPresence(session, identifier, result);
   }
 
   /**

@@ -14,6 +14,7 @@ import { Session, type SessionCall, type SessionHost, type SessionSocket } from 
 import { SessionRegistry } from './session-registry.js';
 import { Dispatcher, type ReliableStreams } from './dispatcher.js';
 import type { CatchUp } from '../reliable/catch-up.js';
+import type { PresenceService } from '../presence/presence-service.js';
 import { Liveness } from './liveness.js';
 
 export { PING_TOPIC } from './liveness.js';
@@ -47,6 +48,8 @@ export interface NodeDeps {
   readonly reliable?: ReliableStreams | null;
   /** Holds live messages of sessions catching up on history. */
   readonly catchUp?: CatchUp | null;
+  /** Who is on each stream (join/leave/presence); a closed session's presence leaves after the TTL. */
+  readonly presence?: PresenceService | null;
 }
 
 /**
@@ -152,6 +155,7 @@ export class Node {
     this.unwinding.add(session);
     // The TTL of its snapshot counts from now, so the client has sessions_ttl to come back.
     if (wasOpen) this.deps.reliable?.sessions?.finish(session);
+    this.deps.presence?.sessionClosed(session.sid);
   }
 
   private closed(session: Session, identified: boolean): void {
@@ -169,6 +173,10 @@ export class Node {
 
   /** Delivers a publication to this node's clients. */
   deliver(pub: Publication): void {
+    if (pub.kind === 'broadcast' && pub.presence === true) {
+      this.deps.hub.broadcastPresence(pub.stream, pub.data);
+      return;
+    }
     if (pub.kind === 'broadcast') {
       const excluded = pub.excludeSocket ? this.registry.get(pub.excludeSocket)?.liveSocket ?? null : null;
       const position = pub.position ?? null;

@@ -1,11 +1,14 @@
 import { parseHistoryRequest, type HistoryRequest } from '../reliable/history-request.js';
+import { parseJoinRequest, type JoinRequest } from '../presence/join-request.js';
 
 /** Client frames enter as bytes and leave as a discriminated union; anything else is a DecodeError value. */
 export type ClientCommand =
-  | { readonly command: 'subscribe'; readonly identifier: string; readonly history?: HistoryRequest }
+  /** ext-json: `presence` joins once the subscription is confirmed (a client restoring its presence). */
+  | { readonly command: 'subscribe'; readonly identifier: string; readonly history?: HistoryRequest; readonly presence?: JoinRequest }
   /** `history` null: absent or malformed, answered with reject_history. */
   | { readonly command: 'history'; readonly identifier: string; readonly history: HistoryRequest | null }
-  | { readonly command: 'presence' | 'join' | 'leave'; readonly identifier: string }
+  | { readonly command: 'join'; readonly identifier: string; readonly presence: JoinRequest }
+  | { readonly command: 'presence' | 'leave'; readonly identifier: string }
   | { readonly command: 'unsubscribe'; readonly identifier: string }
   | { readonly command: 'message'; readonly identifier: string; readonly data: string }
   | { readonly command: 'whisper'; readonly identifier: string; readonly data: unknown }
@@ -45,10 +48,17 @@ export function decodeClientFrame(text: string): DecodeResult {
   }
   if (command === 'whisper') return { ok: true, value: { command, identifier, data: frame.data } };
   if (command === 'history') return { ok: true, value: { command, identifier, history: parseHistoryRequest(frame.history) } };
-  if (command === 'subscribe' && frame.history !== undefined) {
-    const history = parseHistoryRequest(frame.history);
-    if (history) return { ok: true, value: { command, identifier, history } };
+  if (command === 'join') {
+    const presence = parseJoinRequest(frame.presence);
+    if (presence === null) return fail('bad_data', 'join needs presence {id: non-empty string or number, info}');
+    return { ok: true, value: { command, identifier, presence } };
   }
-  if (command === 'presence' || command === 'join' || command === 'leave') return { ok: true, value: { command, identifier } };
+  if (command === 'subscribe' && (frame.history !== undefined || frame.presence !== undefined)) {
+    const history = frame.history === undefined ? null : parseHistoryRequest(frame.history);
+    // A malformed presence in a subscribe is ignored: the subscription itself is fine.
+    const presence = frame.presence === undefined ? null : parseJoinRequest(frame.presence);
+    return { ok: true, value: { command, identifier, ...(history ? { history } : {}), ...(presence ? { presence } : {}) } };
+  }
+  if (command === 'presence' || command === 'leave') return { ok: true, value: { command, identifier } };
   return { ok: true, value: { command: command as 'subscribe' | 'unsubscribe', identifier } };
 }

@@ -92,6 +92,15 @@ export class RpcApp {
           });
         case 'RequestChannel':
           return req.env.cstate.token === 'secret' ? reply(STATUS_SUCCESS, { transmissions: [confirm(id)] }) : reply(STATUS_FAILURE, { transmissions: [reject(id)] });
+        case 'PresenceChannel': {
+          // anyt presence_tests: the presence stream is followed and named in $p; `join` joins on subscribe.
+          const stream = String(params.stream ?? 'presence_a');
+          const uid = String((JSON.parse(req.connection_identifiers || '{}') as { uid?: unknown }).uid ?? '');
+          const presence = params.join
+            ? { type: 'join', id: String(params.presence_id ?? uid), info: JSON.stringify({ name: params.name ?? uid }), ttl: 0 }
+            : null;
+          return reply(STATUS_SUCCESS, { transmissions: [confirm(id)], streams: [stream], env: { cstate: {}, istate: { $p: stream } }, presence });
+        }
         case 'StreamsChannel': {
           const streams = Array.isArray(params.streams) ? (params.streams as string[]) : ['a'];
           return reply(STATUS_SUCCESS, { transmissions: [confirm(id)], streams, env: { cstate: {}, istate: params.whisper ? { $w: streams[0] ?? '' } : {} } });
@@ -108,6 +117,14 @@ export class RpcApp {
       return reply(STATUS_SUCCESS);
     }
     const action = String(data.action ?? '');
+    if (channel === 'PresenceChannel' && (action === 'follow' || action === 'unfollow')) {
+      // anyt presence_tests/perform_test: follow joins as "2024" (or data.id), unfollow leaves.
+      return reply(STATUS_SUCCESS, {
+        presence: action === 'follow'
+          ? { type: 'join', id: String(data.id ?? '2024'), info: typeof data.info === 'string' ? data.info : JSON.stringify(data.info ?? { name: 'Vova' }), ttl: 0 }
+          : { type: 'leave', id: '', info: '', ttl: 0 },
+      });
+    }
     switch (action) {
       case 'tick':
         if (channel === 'StateChannel') {

@@ -105,8 +105,8 @@ describe('@anycable/core on actioncable-v1-ext-json with the memory broker', () 
     }
   });
 
-  test('presence requests are rejected, not left hanging', async () => {
-    await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker'], async (server) => {
+  test('without a broker (no presence store) presence requests are rejected, not left hanging', async () => {
+    await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams'], async (server) => {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"7"}' }, { expiresIn: 300 });
       const cable = createCable(server.url, { websocketImplementation: WebSocket, protocol: 'actioncable-v1-ext-json', auth: { token }, logLevel: 'error' });
       try {

@@ -155,13 +155,16 @@ describe('memory broker: positions and history', () => {
     await client.close();
   });
 
-  test('presence, join and leave get an error answer until presence exists', async () => {
+  test('presence events are transient: no position on them, none kept in history', async () => {
     const { client } = await connect(server);
     const id = await subscribe(client, `s-${unique()}`);
-    for (const command of ['presence', 'join', 'leave']) {
-      client.send({ command, identifier: id, ...(command === 'join' ? { presence: { id: 'u1', info: {} } } : { data: {} }) });
-      assert.deepEqual(await client.next(), { type: 'presence', identifier: id, message: { type: 'error', total: 0 } });
-    }
+    client.send({ command: 'join', identifier: id, presence: { id: 'u1', info: {} } });
+    assert.deepEqual(await client.next(), { type: 'presence', identifier: id, message: { type: 'join', id: 'u1', info: {} } });
+    client.send({ command: 'leave', identifier: id });
+    assert.deepEqual(await client.next(), { type: 'presence', identifier: id, message: { type: 'leave', id: 'u1' } });
+    // Everything since 1970: the stream's history is empty, so the confirmation comes alone.
+    client.send({ command: 'history', identifier: id, history: { since: 1 } });
+    assert.deepEqual(await client.next(), { type: 'confirm_history', identifier: id });
     await client.close();
   });
 });

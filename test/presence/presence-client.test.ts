@@ -1,0 +1,59 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { createCable, type Cable } from '@anycable/core';
+import { startServer, type TestServer } from '../helpers/server.js';
+
+type PresenceMessage = { type?: string; id?: string; info?: unknown };
+
+describe('@anycable/core presence API against cablecat', () => {
+  let server: TestServer;
+  const cables: Cable[] = [];
+  before(async () => { server = await startServer(['--public', '--broker', 'memory', '--presence_ttl', '1']); });
+  after(async () => {
+    for (const cable of cables) cable.disconnect();
+    await server.stop();
+  });
+
+  function cable(): Cable {
+    const c = createCable(server.url, { websocketImplementation: WebSocket, protocol: 'actioncable-v1-ext-json', logLevel: 'error' });
+    cables.push(c);
+    return c;
+  }
+
+  test('join, info resolves with the record, the other client sees the leave', async () => {
+    const stream = `room-${randomBytes(4).toString('hex')}`;
+    const ann = cable();
+    const bob = cable();
+    await ann.connect();
+    await bob.connect();
+    const annChannel = ann.streamFrom(stream);
+    const bobChannel = bob.streamFrom(stream);
+    await annChannel.ensureSubscribed();
+    await bobChannel.ensureSubscribed();
+    const seenByBob: PresenceMessage[] = [];
+    let wake: () => void = () => undefined;
+    bobChannel.on('presence', (msg) => {
+      // Info answers come through this event too; only the changes count here.
+      const event = msg as PresenceMessage;
+      if (event.type === 'join' || event.type === 'leave') seenByBob.push(event);
+      wake();
+    });
+    const bobSaw = async (count: number): Promise<void> => {
+      while (seenByBob.length < count) await new Promise<void>((resolve) => { wake = resolve; });
+    };
+
+    await annChannel.presence.join('ann-1', { name: 'Ann' });
+    assert.deepEqual(await annChannel.presence.info(), { 'ann-1': { name: 'Ann' } });
+    await bobSaw(1);
+    assert.deepEqual(seenByBob[0], { type: 'join', id: 'ann-1', info: { name: 'Ann' } });
+    assert.deepEqual(await bobChannel.presence.info(), { 'ann-1': { name: 'Ann' } });
+
+    await annChannel.presence.leave();
+    await bobSaw(2);
+    assert.deepEqual(seenByBob[1], { type: 'leave', id: 'ann-1' });
+    // Bob's presence state follows the events.
+    assert.deepEqual(await bobChannel.presence.info(), {});
+  });
+});

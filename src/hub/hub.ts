@@ -146,13 +146,12 @@ export class Hub {
 
   /**
    * Delivers a presence event as `{"type":"presence","identifier":…,"message":…}` to every subscriber
-   * of the stream on this node, the joiner too. Rare next to broadcasts: the prefix is built per event.
+   * of the stream on this node, the joiner too. `eventJson` is valid JSON text (our events, or the
+   * broadcast parser's output). Rare next to broadcasts: the prefix is built per event.
    */
-  broadcastPresence(stream: string, data: string): void {
+  broadcastPresence(stream: string, eventJson: string): void {
     const routes = this.streams.get(stream);
     if (!routes) return;
-    // Our events are JSON already; an app's presence-typed broadcast may not be.
-    const eventJson = messageJsonFromData(data);
     const counters = this.metrics.counters;
     for (const [identifier, route] of routes) {
       const frame = `${presenceFramePrefix(identifier)}${eventJson}}`;

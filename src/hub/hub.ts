@@ -156,6 +156,7 @@ export class Hub {
     for (const [identifier, route] of routes) {
       const frame = `${presenceFramePrefix(identifier)}${eventJson}}`;
       this.publisher.publish(route.topic, frame);
+      if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, null);
       // Subscribers held for a history catch-up are out of the topic: they miss this event.
       const receivers = route.count - (route.held?.size ?? 0);
       counters.server_msg_total += receivers;

@@ -167,7 +167,7 @@ export class RedisBroker implements Broker {
     const isUp = (): boolean => this.up;
     this.history = new RedisHistory(this.client, prefix, opts, isUp, now);
     this.sessions = new RedisSessions(this.client, prefix, opts.sessionsTtlS, isUp);
-    this.presence = new RedisPresence(this.client, prefix, opts.presenceTtlS ?? DEFAULT_PRESENCE_TTL_S, now);
+    this.presence = new RedisPresence(this.client, prefix, opts.presenceTtlS ?? DEFAULT_PRESENCE_TTL_S, now, isUp);
   }
 
   async start(): Promise<void> {

@@ -1,10 +1,12 @@
-import type { KV, KvEntry, NatsConnection, QueuedIterator } from 'nats';
+import { nanos, type KV, type KvEntry, type NatsConnection, type QueuedIterator } from 'nats';
 import type { ExpiredLeave, JoinOutcome, PresenceKey, PresenceRecord, PresenceSnapshot, PresenceStore } from './presence-store.js';
 
 /** Requests to JetStream give up after this. */
 const REQUEST_TIMEOUT_MS = 3000;
 /** Compare-and-set attempts before a write is given up (only contended by the same pid's sessions). */
 const CAS_ATTEMPTS = 20;
+/** The bucket keeps an untouched record at least this long (seconds), whatever the TTL. */
+const MIN_BUCKET_AGE_S = 60;
 /** Records rewritten at once while touching. */
 const TOUCH_PARALLEL = 32;
 
@@ -68,8 +70,8 @@ const KEEP = Symbol('keep');
  * each of its sessions with an expiry time, changed by compare-and-set (only sessions of the same
  * pid contend). A session lives on one node, so that node keeps its sessions' presences in a map
  * ordered by expiry: it touches and expires its own without scanning the bucket. Sessions of a node
- * that died are dropped by the next write or read of their record; the bucket's max age (several
- * TTLs, renewed by every touch) removes a record nobody touches any more.
+ * that died are dropped by the next write or read of their record; the bucket's max age (4 TTLs,
+ * at least a minute; renewed by every touch) removes a record nobody touches any more.
  */
 export class NatsPresence implements PresenceStore {
   private kv: KV | null = null;
@@ -83,7 +85,17 @@ export class NatsPresence implements PresenceStore {
 
   async attach(connection: NatsConnection): Promise<void> {
     const js = connection.jetstream({ timeout: REQUEST_TIMEOUT_MS });
-    this.kv = await js.views.kv(this.bucket, { history: 1, ttl: this.ttlS * 4 * 1000 });
+    // Records are rewritten every TTL/2 while their sessions live: the bucket's max age only removes
+    // records nobody touches any more. An existing bucket keeps its settings, so a shorter one is raised.
+    const maxAgeMs = Math.max(this.ttlS * 4, MIN_BUCKET_AGE_S) * 1000;
+    const kv = await js.views.kv(this.bucket, { history: 1, ttl: maxAgeMs });
+    if ((await kv.status()).ttl < maxAgeMs) {
+      const jsm = await connection.jetstreamManager({ timeout: REQUEST_TIMEOUT_MS });
+      const stream = `KV_${this.bucket}`;
+      const info = await jsm.streams.info(stream);
+      await jsm.streams.update(stream, { ...info.config, max_age: nanos(maxAgeMs) });
+    }
+    this.kv = kv;
   }
 
   /** Sessions that expired before this belong to a node that stopped (see liveSessions). */

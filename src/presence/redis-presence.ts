@@ -63,6 +63,8 @@ export class RedisPresence implements PresenceStore {
     private readonly prefix: string,
     private readonly ttlS: number,
     private readonly now: () => number = Date.now,
+    /** While Redis is unreachable calls fail at once: a queued join would land later without its event. */
+    private readonly isUp: () => boolean = () => true,
   ) {
     client.defineCommand('cablecatPresenceJoin', { numberOfKeys: 4, lua: JOIN_SCRIPT });
     client.defineCommand('cablecatPresenceLeave', { numberOfKeys: 4, lua: LEAVE_SCRIPT });
@@ -75,12 +77,17 @@ export class RedisPresence implements PresenceStore {
     this.expiryKey = `${prefix}:presence:expiry`;
   }
 
+  private checkUp(): void {
+    if (!this.isUp()) throw new RedisDown();
+  }
+
   private streamKeys(stream: string): [string, string, string, string] {
     const base = `${this.prefix}:presence:${stream}`;
     return [`${base}:sids`, `${base}:counts`, `${base}:info`, this.expiryKey];
   }
 
   async join(stream: string, sid: string, pid: string, info: string): Promise<JoinOutcome> {
+    this.checkUp();
     const reply = await withTimeout(
       this.joinScript(...this.streamKeys(stream), sid, pid, info, this.now() + this.ttlS * 1000, member(stream, sid)),
     );
@@ -89,11 +96,13 @@ export class RedisPresence implements PresenceStore {
   }
 
   async leave(stream: string, sid: string): Promise<string | null> {
+    this.checkUp();
     const reply = await withTimeout(this.leaveScript(...this.streamKeys(stream), sid, member(stream, sid), ''));
     return typeof reply === 'string' ? reply : null;
   }
 
   async info(stream: string): Promise<PresenceSnapshot> {
+    this.checkUp();
     const all = await withTimeout(this.client.hgetall(this.streamKeys(stream)[2]));
     const records: PresenceRecord[] = Object.entries(all).map(([id, info]) => ({ id, info }));
     return { total: records.length, records };
@@ -101,6 +110,7 @@ export class RedisPresence implements PresenceStore {
 
   async touch(keys: readonly PresenceKey[]): Promise<void> {
     if (keys.length === 0) return;
+    this.checkUp();
     const score = this.now() + this.ttlS * 1000;
     const pipeline = this.client.pipeline();
     for (let i = 0; i < keys.length; i += TOUCH_CHUNK) {
@@ -113,6 +123,7 @@ export class RedisPresence implements PresenceStore {
   }
 
   async expire(): Promise<readonly ExpiredLeave[]> {
+    this.checkUp();
     const leaves: ExpiredLeave[] = [];
     for (let round = 0; round < EXPIRE_ROUNDS; round++) {
       const deadline = this.now();
@@ -156,6 +167,12 @@ function parseMember(text: string): PresenceKey | null {
     // Not ours: dropped by the caller.
   }
   return null;
+}
+
+class RedisDown extends Error {
+  constructor() {
+    super('redis is unreachable');
+  }
 }
 
 function withTimeout<T>(promise: Promise<T>): Promise<T> {

@@ -3,8 +3,23 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { httpRequest } from '../helpers/http.js';
 
 const unique = (): string => randomBytes(4).toString('hex');
+
+async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** /health answers 200 once the broker is reachable (503 "Broker unavailable" before). */
+async function brokerUp(server: TestServer): Promise<boolean> {
+  return (await httpRequest(`${server.http}/health`)).status === 200;
+}
 
 function presenceFrame(id: string, message: string): string {
   return `{"type":"presence","identifier":${JSON.stringify(id)},"message":${message}}`;
@@ -33,13 +48,19 @@ function sortedRecords(answer: unknown): unknown {
   return { ...message, records: [...message.records].sort((x, y) => x.id.localeCompare(y.id)) };
 }
 
-describe('presence across two nodes (Redis broker and pub/sub)', () => {
+const clusters: Array<[string, string[]]> = [
+  ['Redis broker and pub/sub', ['--broker', 'redis', '--redis_url', 'redis://127.0.0.1:6379']],
+  ['NATS broker (KV) and pub/sub', ['--broker', 'nats', '--nats_servers', 'nats://127.0.0.1:4222']],
+];
+
+for (const [name, brokerArgs] of clusters) describe(`presence across two nodes (${name})`, () => {
   let node1: TestServer;
   let node2: TestServer;
   before(async () => {
-    const args = ['--public', '--broker', 'redis', '--redis_url', 'redis://127.0.0.1:6379', '--presence_ttl', '1'];
+    const args = ['--public', ...brokerArgs, '--presence_ttl', '1'];
     node1 = await startServer(args);
     node2 = await startServer(args);
+    await until(async () => await brokerUp(node1) && await brokerUp(node2));
   });
   after(async () => {
     await node1.stop();
@@ -90,5 +111,34 @@ describe('presence across two nodes (Redis broker and pub/sub)', () => {
     assert.equal(await watcher.client.nextText(5000), presenceFrame(watcher.id, '{"type":"leave","id":"gone"}'));
     assert.deepEqual(sortedRecords(await info(watcher.client, watcher.id)), { type: 'info', total: 0, records: [] });
     await watcher.client.close();
+  });
+});
+
+describe('presence while Redis is unreachable', () => {
+  test('info gets the error answer and join is refused at once (counted); both work again once Redis is back', async () => {
+    const proxy = new TcpProxy(6379);
+    const port = await proxy.start();
+    const server = await startServer(['--public', '--broker', 'redis', '--redis_url', `redis://127.0.0.1:${port}`, '--presence_ttl', '1']);
+    try {
+      await until(() => brokerUp(server));
+      const a = await member(server, `room-${unique()}`);
+      await proxy.stop();
+      await until(async () => !await brokerUp(server));
+      const { presence_errors_total: errors, failed_client_msg_total: failed } = server.app.metrics.counters;
+      join(a.client, a.id, 'u1', 1);
+      assert.deepEqual(await info(a.client, a.id), { type: 'presence', identifier: a.id, message: { type: 'error', total: 0 } });
+      assert.equal(server.app.metrics.counters.presence_errors_total - errors, 2);
+      assert.equal(server.app.metrics.counters.failed_client_msg_total - failed, 2);
+      assert.ok(server.logs.text.includes('presence store call failed'));
+      await proxy.start(port);
+      await until(() => brokerUp(server));
+      join(a.client, a.id, 'u1', 1);
+      assert.equal(await a.client.nextText(5000), presenceFrame(a.id, '{"type":"join","id":"u1","info":1}'));
+      assert.deepEqual(sortedRecords(await info(a.client, a.id)), { type: 'info', total: 1, records: [{ id: 'u1', info: 1 }] });
+      await a.client.close();
+    } finally {
+      await server.stop();
+      await proxy.stop();
+    }
   });
 });

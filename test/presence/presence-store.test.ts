@@ -266,3 +266,20 @@ for (const backend of backends) {
     });
   });
 }
+
+describe('nats presence bucket', () => {
+  test('an existing bucket whose max age is shorter than the store needs is raised', async () => {
+    const bucket = `t_presence_${unique()}`;
+    const connection = await natsConnect({ servers: NATS_URL });
+    try {
+      const short = await connection.jetstream().views.kv(bucket, { history: 1, ttl: 2000 });
+      assert.equal((await short.status()).ttl, 2000);
+      await new NatsPresence(bucket, TTL_S).attach(connection);
+      assert.equal((await short.status()).ttl, TTL_S * 4 * 1000);
+    } finally {
+      const jsm = await connection.jetstreamManager();
+      await jsm.streams.delete(`KV_${bucket}`).catch(() => undefined);
+      await connection.close();
+    }
+  });
+});

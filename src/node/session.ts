@@ -112,6 +112,8 @@ export class Session implements CallContext {
   private abort: AbortController | null = null;
   /** Calls waiting behind the running one; null while there are none (the common case). */
   private waiting: SessionCall[] | null = null;
+  /** Index of the next waiting call in `waiting`. */
+  private waitingHead = 0;
   private running = false;
   /** Bytes of commands received and not yet finished (waiting and running). */
   private pendingBytes = 0;
@@ -209,8 +211,9 @@ export class Session implements CallContext {
     this.socket = null;
     this.currentState = 'closing';
     if (this.waiting !== null) {
-      for (const call of this.waiting) this.pendingBytes -= call.bytes;
+      for (let i = this.waitingHead; i < this.waiting.length; i++) this.pendingBytes -= this.waiting[i]!.bytes;
       this.waiting = null;
+      this.waitingHead = 0;
     }
     if (this.subs !== null) {
       for (const [identifier, sub] of this.subs) {
@@ -260,26 +263,60 @@ export class Session implements CallContext {
     return 'queued';
   }
 
+  /**
+   * Runs `call`, then each call waiting behind it for as long as they answer synchronously (JWT,
+   * streams, dropped frames): a loop, not a recursion, so thousands of queued commands released by
+   * one slow answer cannot exhaust the stack. An asynchronous answer resumes the loop when it settles.
+   */
   private start(call: SessionCall): void {
-    this.running = true;
-    let pending: Pending;
-    try {
-      pending = this.host.run(this, call);
-    } catch (err) {
-      this.host.onCallError(this, err);
+    let next: SessionCall | undefined = call;
+    while (next !== undefined) {
+      const current: SessionCall = next;
+      this.running = true;
+      let pending: Pending;
+      try {
+        pending = this.host.run(this, current);
+      } catch (err) {
+        this.host.onCallError(this, err);
+      }
+      if (pending !== undefined) {
+        pending.then(() => this.resume(current), (err: unknown) => {
+          this.host.onCallError(this, err);
+          this.resume(current);
+        });
+        return;
+      }
+      // Answered synchronously: done here, no promise, no microtask.
+      next = this.done(current);
     }
-    // A call answered synchronously (JWT, streams) is done here: no promise, no microtask.
-    if (pending === undefined) this.done(call);
-    else pending.then(() => this.done(call), (err: unknown) => { this.host.onCallError(this, err); this.done(call); });
   }
 
-  private done(call: SessionCall): void {
+  private resume(call: SessionCall): void {
+    const next = this.done(call);
+    if (next !== undefined) this.start(next);
+  }
+
+  /** Ends the running call; the next waiting one, or none (and a closing session then closes). */
+  private done(call: SessionCall): SessionCall | undefined {
     this.running = false;
     this.pendingBytes -= call.bytes;
-    const next = this.waiting?.shift();
-    if (this.waiting !== null && this.waiting.length === 0) this.waiting = null;
-    if (next !== undefined) this.start(next);
-    else if (this.currentState === 'closing') this.finish();
+    const waiting = this.waiting;
+    if (waiting !== null) {
+      const next = waiting[this.waitingHead];
+      this.waitingHead++;
+      // Dequeue in O(1): the array is dropped once drained instead of shifted on every call, and
+      // compacted now and then when a steady stream of commands never lets it drain.
+      if (this.waitingHead >= waiting.length) {
+        this.waiting = null;
+        this.waitingHead = 0;
+      } else if (this.waitingHead >= 1024 && this.waitingHead * 2 >= waiting.length) {
+        waiting.splice(0, this.waitingHead);
+        this.waitingHead = 0;
+      }
+      if (next !== undefined) return next;
+    }
+    if (this.currentState === 'closing') this.finish();
+    return undefined;
   }
 
   // ---- subscriptions ----------------------------------------------------------------------

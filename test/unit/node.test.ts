@@ -197,6 +197,27 @@ describe('Session lifecycle', () => {
   });
 });
 
+describe('call queue', () => {
+  test('thousands of commands answered synchronously behind a slow call run in a loop, not a recursion', async () => {
+    const app = new HeldController();
+    const h = nodeHarness(app, { maxCommandQueueSize: 64 << 20 });
+    const { session, socket } = h.connect('a');
+    await settle();
+    h.send(session, subscribe(id('Slow')));
+    await settle();
+    // Unknown subscriptions: each is dropped synchronously when its turn comes.
+    const queued = 50_000;
+    for (let i = 0; i < queued; i++) h.send(session, perform(id('Nope'), 'x'));
+    app.answer(ok({ transmissions: [confirm(id('Slow'))] }));
+    await settle();
+    assert.equal(h.metrics.counters.failed_client_msg_total, queued);
+    assert.equal(socket.closed, false);
+    h.send(session, perform(id('Slow'), 'after'));
+    await settle();
+    assert.equal(app.held.length, 1, 'the queue still runs');
+  });
+});
+
 describe('dispatcher: command queue budget', () => {
   test('past --max_command_queue_size the connection closes 1013 "Command queue full" and is counted', async () => {
     const app = new HeldController();

@@ -10,6 +10,8 @@ export interface QuickStartValues {
   readonly broadcastKey: string;
   readonly signedStream: string;
   readonly wsUrl: string;
+  /** A page of the server itself: its console may open WebSockets to localhost (a blank tab's may not). */
+  readonly pageUrl: string;
   readonly broadcastUrl: string;
 }
 
@@ -26,6 +28,7 @@ export async function quickStartValues(config: Config, ports: { readonly main: n
     broadcastKey: config.broadcastKey,
     signedStream: signStreamName(config.streamsSecret, DEMO_STREAM),
     wsUrl: `${scheme}://${host}:${ports.main}${config.paths[0] ?? '/cable'}`,
+    pageUrl: `${config.sslCert ? 'https' : 'http'}://${host}:${ports.main}${config.healthPath}`,
     // The API port answers every HTTP/1.x form; without it (shared port) the main port serves broadcasts.
     broadcastUrl: `${ports.api ? 'http' : config.sslCert ? 'https' : 'http'}://${host}:${ports.api || ports.main}${config.httpBroadcastPath}`,
   };
@@ -53,7 +56,7 @@ export function quickStartText(v: QuickStartValues, jwtParam: string): string {
     `Broadcast key: ${v.broadcastKey}`,
     `Signed name of the stream "${DEMO_STREAM}": ${v.signedStream}`,
     '',
-    '1. Subscribe: paste into a browser console (a blank tab is fine):',
+    `1. Subscribe: open ${v.pageUrl} in a browser and paste into its console (not a blank tab: Chrome blocks it):`,
     `   ${browserSnippet(v, jwtParam)}`,
     '2. Broadcast from a shell:',
     `   ${curlLine(v)}`,

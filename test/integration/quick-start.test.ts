@@ -8,6 +8,11 @@ import WebSocket from 'ws';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { withServer, TEST_SECRET } from '../helpers/server.js';
 import { sleep } from '../helpers/http.js';
+import { chromium } from 'playwright-core';
+
+// The same Chromium as the SSE browser test (scripts/ensure-chromium.js installs it).
+const CHROMIUM = process.env.CABLECAT_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const ROOT = process.cwd();
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -109,6 +114,29 @@ describe('quick start: npm start in development ends in a message', () => {
       });
     } finally {
       for (const ws of sockets) ws.close();
+    }
+  });
+
+  test('in Chromium: the line pasted into the console of the printed page logs the message the curl line sends', async () => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      const page = await browser.newPage();
+      const logged: string[] = [];
+      page.on('console', (msg) => logged.push(msg.text()));
+      const pageUrl = /1\. Subscribe: open (\S+) in a browser/.exec(out)?.[1] ?? '';
+      assert.equal(pageUrl, `http://127.0.0.1:${qs.port}/health`);
+      await page.goto(pageUrl);
+      // addScriptTag runs the text as a top-level script, as the console does with a pasted line.
+      await page.addScriptTag({ content: qs.browserLine });
+      await until(() => logged.find((f) => f.includes('confirm_subscription')), 'confirm_subscription in the browser', 10_000);
+      execFileSync('sh', ['-c', qs.curlLine]);
+      const frame = await until(() => logged.find((f) => f.includes('Hello from cablecat')), 'the broadcast in the browser', 10_000);
+      assert.deepEqual(JSON.parse(frame), {
+        identifier: JSON.stringify({ channel: '$pubsub', signed_stream_name: qs.signed }),
+        message: { text: 'Hello from cablecat' },
+      });
+    } finally {
+      await browser.close();
     }
   });
 

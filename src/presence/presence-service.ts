@@ -44,6 +44,8 @@ export class PresenceService {
   private expireTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private sweeping = false;
+  /** Settles after the answers of every store call made so far were handled (see inOrder). */
+  private answered: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   private readonly quiet: RateLimitedLog;
 
@@ -87,7 +89,7 @@ export class PresenceService {
     if ('why' in target || this.store === null) return 'why' in target ? target.why : 'no_store';
     let outcome;
     try {
-      outcome = await this.store.join(target.stream, session.sid, request.id, request.info);
+      outcome = await this.inOrder(this.store.join(target.stream, session.sid, request.id, request.info));
     } catch (err) {
       return this.storeError('join', err);
     }
@@ -116,7 +118,7 @@ export class PresenceService {
     if (this.store === null) return 'no_store';
     let left;
     try {
-      left = await this.store.leave(stream, session.sid);
+      left = await this.inOrder(this.store.leave(stream, session.sid));
     } catch (err) {
       return this.storeError('leave', err);
     }
@@ -195,7 +197,8 @@ export class PresenceService {
     return n;
   }
 
-  private async refresh(): Promise<void> {
+  /** Keeps every live presence of this node for another TTL (the timer runs it every TTL/2). */
+  async refresh(): Promise<void> {
     if (this.store === null || this.live.size === 0) return;
     const keys: PresenceKey[] = [];
     for (const [sid, joined] of this.live) keys.push(...keysOf(sid, joined));
@@ -206,16 +209,28 @@ export class PresenceService {
     }
   }
 
-  private async sweep(): Promise<void> {
+  /** Drops expired presences and publishes their leaves (the timer runs it every second). */
+  async sweep(): Promise<void> {
     if (this.store === null || this.sweeping) return;
     this.sweeping = true;
     try {
-      for (const leave of await this.store.expire()) this.emit(leave.stream, leaveEventJson(leave.id));
+      for (const leave of await this.inOrder(this.store.expire())) this.emit(leave.stream, leaveEventJson(leave.id));
     } catch (err) {
       this.storeError('expire', err);
     } finally {
       this.sweeping = false;
     }
+  }
+
+  /**
+   * The store's answer, handed over only after the answers of earlier calls: events then leave this
+   * node in the order the store decided them (a leave and the re-join after it never swap), even when
+   * answers come back out of order (NATS requests, timeouts). Calls still run concurrently.
+   */
+  private inOrder<T>(call: Promise<T>): Promise<T> {
+    const answer = this.answered.then(() => call);
+    this.answered = answer.then(() => undefined, () => undefined);
+    return answer;
   }
 
   /** Events are transient broadcasts: every node's subscribers get them, history never stores them. */

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { createCable, type Cable } from '@anycable/core';
 import { startServer, type TestServer } from '../helpers/server.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 type PresenceMessage = { type?: string; id?: string; info?: unknown };
 
@@ -16,8 +17,8 @@ describe('@anycable/core presence API against cablecat', () => {
     await server.stop();
   });
 
-  function cable(): Cable {
-    const c = createCable(server.url, { websocketImplementation: WebSocket, protocol: 'actioncable-v1-ext-json', logLevel: 'error' });
+  function cable(url = server.url): Cable {
+    const c = createCable(url, { websocketImplementation: WebSocket, protocol: 'actioncable-v1-ext-json', reconnectStrategy: () => 100, logLevel: 'error' });
     cables.push(c);
     return c;
   }
@@ -55,5 +56,41 @@ describe('@anycable/core presence API against cablecat', () => {
     assert.deepEqual(seenByBob[1], { type: 'leave', id: 'ann-1' });
     // Bob's presence state follows the events.
     assert.deepEqual(await bobChannel.presence.info(), {});
+  });
+
+  test('a client whose connection drops is restored, joins again by itself and never leaves', async () => {
+    const stream = `room-${randomBytes(4).toString('hex')}`;
+    const proxy = new TcpProxy(server.port);
+    const port = await proxy.start();
+    try {
+      const ann = cable(`ws://127.0.0.1:${port}/cable`);
+      const bob = cable();
+      await ann.connect();
+      await bob.connect();
+      const annChannel = ann.streamFrom(stream);
+      const bobChannel = bob.streamFrom(stream);
+      await annChannel.ensureSubscribed();
+      await bobChannel.ensureSubscribed();
+      const changes: PresenceMessage[] = [];
+      bobChannel.on('presence', (msg) => {
+        const event = msg as PresenceMessage;
+        if (event.type === 'join' || event.type === 'leave') changes.push(event);
+      });
+      await annChannel.presence.join('ann-1', { name: 'Ann' });
+      // join() resolves once sent: Ann's own info request comes after it on her connection.
+      assert.deepEqual(await annChannel.presence.info(), { 'ann-1': { name: 'Ann' } });
+      assert.deepEqual(await bobChannel.presence.info(), { 'ann-1': { name: 'Ann' } });
+
+      const restored = new Promise<{ restored?: boolean }>((resolve) => ann.once('connect', (ev: { restored?: boolean }) => resolve(ev)));
+      proxy.cut();
+      assert.equal((await restored).restored, true);
+      // Past the old session's TTL (1 s) and a sweep: Ann is still here, and nobody saw her leave.
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.deepEqual(changes, [{ type: 'join', id: 'ann-1', info: { name: 'Ann' } }]);
+      bobChannel.presence.reset();
+      assert.deepEqual(await bobChannel.presence.info(), { 'ann-1': { name: 'Ann' } });
+    } finally {
+      await proxy.stop();
+    }
   });
 });

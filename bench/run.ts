@@ -16,6 +16,12 @@ const scenarios = opt('scenarios', 'connect,fanout,memory,replay').split(',');
 const broadcasts = Number(opt('broadcasts', '50'));
 const interval = Number(opt('interval', '0'));
 const only = opt('servers', '').split(',').filter((s) => s !== '');
+/**
+ * --rounds=N runs every (size, server, scenario) N times, the servers interleaved within each round. On a
+ * machine shared with other work, CPU per operation moves with the load of the moment (a slower loop batches
+ * fewer events per wakeup); ratios are taken between the medians of the rounds.
+ */
+const rounds = Number(opt('rounds', '1'));
 const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).stdout.trim() !== '';
 const SECRET = 'bench-secret-0123456789abcdef';
 // Ports are options so two runs on one machine don't collide.
@@ -154,6 +160,13 @@ async function measure(spec: ServerSpec, scenario: string, size: number, pid: nu
   return { ...row, rssStartKb: start, rssEndKb: end, bytesPerConnection: Math.round(((end - middle) * 1024) / half), bytesPerConnectionAll: Math.round(((end - start) * 1024) / (2 * half)) };
 }
 
+function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] ?? NaN : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+}
+
 function table(results: readonly Row[]): string {
   const f = (v: unknown, d = 1): string => (typeof v === 'number' ? v.toFixed(d) : '');
   const lines = [
@@ -168,7 +181,8 @@ function table(results: readonly Row[]): string {
 
 /** The targets of the benchmarks issue, read off this run as ratios. */
 function ratios(results: readonly Row[]): string {
-  const get = (server: string, scenario: string, size: number, key: string): number => Number(results.find((r) => r.server === server && r.scenario === scenario && r.size === size)?.[key] ?? NaN);
+  const get = (server: string, scenario: string, size: number, key: string): number =>
+    median(results.filter((r) => r.server === server && r.scenario === scenario && r.size === size).map((r) => Number(r[key] ?? NaN)).filter(Number.isFinite));
   const lines: string[] = [];
   for (const size of sizes) {
     const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? (a / b).toFixed(2) : 'n/a');
@@ -196,20 +210,22 @@ async function main(): Promise<void> {
   let port = Number(opt('base_port', '19100'));
   try {
     for (const size of sizes) {
-      for (const spec of SERVERS.filter((s) => (only.length === 0 && s.optIn !== true) || only.includes(s.name))) {
-        for (const scenario of scenarios) {
-          if (scenario === 'replay' ? !spec.broker : (spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
-          port++;
-          const server = await startProcess(0, spec.args(port), spec.ready);
-          await new Promise((r) => setTimeout(r, 300));
-          process.stderr.write(`${spec.name} · ${scenario} · ${size}\n`);
-          try {
-            results.push(await measure(spec, scenario, size, server.pid ?? 0, port, token));
-          } catch (err) {
-            results.push({ server: spec.name, scenario, size, error: String(err) });
+      for (let round = 1; round <= rounds; round++) {
+        for (const spec of SERVERS.filter((s) => (only.length === 0 && s.optIn !== true) || only.includes(s.name))) {
+          for (const scenario of scenarios) {
+            if (scenario === 'replay' ? !spec.broker : (spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
+            port++;
+            const server = await startProcess(0, spec.args(port), spec.ready);
+            await new Promise((r) => setTimeout(r, 300));
+            process.stderr.write(`${spec.name} · ${scenario} · ${size}${rounds > 1 ? ` · round ${round}` : ''}\n`);
+            try {
+              results.push(await measure(spec, scenario, size, server.pid ?? 0, port, token));
+            } catch (err) {
+              results.push({ server: spec.name, scenario, size, error: String(err) });
+            }
+            server.kill('SIGKILL');
+            await new Promise((r) => setTimeout(r, 300));
           }
-          server.kill('SIGKILL');
-          await new Promise((r) => setTimeout(r, 300));
         }
       }
     }

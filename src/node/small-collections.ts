@@ -1,11 +1,16 @@
 /**
  * Map and Set for the handful of entries a connection holds (its subscriptions, a subscription's streams),
  * backed by arrays. Every idle connection keeps one of each: V8's Map and Set start with hash tables of
- * ~120–150 bytes, these with an array of the entries (~16 bytes + 8 per slot). Lookups scan, which for the
- * few entries a connection has is as fast as hashing; insertion order is kept like Map and Set.
+ * ~120–150 bytes, these with an array of exactly the entries (~16 bytes + 8 per slot). Changes build a new
+ * array with concat/slice, which allocate exactly what they hold: push (and spread into a literal) grow an
+ * array's capacity to 17 slots, ~150 bytes again.
+ * Lookups scan, which for the few entries a connection has is as fast as hashing; insertion order is kept
+ * like Map and Set.
  */
+const NONE: readonly never[] = Object.freeze([]);
+
 export class SmallSet<T> implements ReadonlySet<T> {
-  private readonly items: T[] = [];
+  private items: readonly T[] = NONE;
 
   get size(): number {
     return this.items.length;
@@ -16,23 +21,23 @@ export class SmallSet<T> implements ReadonlySet<T> {
   }
 
   add(value: T): this {
-    if (!this.items.includes(value)) this.items.push(value);
+    if (!this.items.includes(value)) this.items = this.items.concat([value]);
     return this;
   }
 
   delete(value: T): boolean {
     const at = this.items.indexOf(value);
     if (at === -1) return false;
-    this.items.splice(at, 1);
+    this.items = this.items.length === 1 ? NONE : this.items.slice(0, at).concat(this.items.slice(at + 1));
     return true;
   }
 
   clear(): void {
-    this.items.length = 0;
+    this.items = NONE;
   }
 
   forEach(callback: (value: T, value2: T, set: ReadonlySet<T>) => void, thisArg?: unknown): void {
-    for (const value of [...this.items]) callback.call(thisArg, value, value, this);
+    for (const value of this.items) callback.call(thisArg, value, value, this);
   }
 
   *entries(): IterableIterator<[T, T]> {
@@ -44,8 +49,8 @@ export class SmallSet<T> implements ReadonlySet<T> {
   }
 
   values(): IterableIterator<T> {
-    // A copy: deleting while iterating (as Set allows) must not skip entries.
-    return [...this.items][Symbol.iterator]();
+    // The array is replaced, never changed, by add and delete: iterating it is iterating a snapshot.
+    return this.items[Symbol.iterator]();
   }
 
   [Symbol.iterator](): IterableIterator<T> {
@@ -54,38 +59,43 @@ export class SmallSet<T> implements ReadonlySet<T> {
 }
 
 export class SmallMap<K, V> implements ReadonlyMap<K, V> {
-  private readonly keyList: K[] = [];
-  private readonly valueList: V[] = [];
+  /** key, value, key, value, …: one array of exactly the entries. */
+  private flat: ReadonlyArray<K | V> = NONE;
 
   get size(): number {
-    return this.keyList.length;
+    return this.flat.length / 2;
+  }
+
+  private indexOf(key: K): number {
+    for (let i = 0; i < this.flat.length; i += 2) if (this.flat[i] === key) return i;
+    return -1;
   }
 
   has(key: K): boolean {
-    return this.keyList.includes(key);
+    return this.indexOf(key) !== -1;
   }
 
   get(key: K): V | undefined {
-    const at = this.keyList.indexOf(key);
-    return at === -1 ? undefined : this.valueList[at];
+    const at = this.indexOf(key);
+    return at === -1 ? undefined : (this.flat[at + 1] as V);
   }
 
   set(key: K, value: V): this {
-    const at = this.keyList.indexOf(key);
+    const at = this.indexOf(key);
     if (at === -1) {
-      this.keyList.push(key);
-      this.valueList.push(value);
+      this.flat = this.flat.concat([key, value]);
     } else {
-      this.valueList[at] = value;
+      const copy = this.flat.slice();
+      copy[at + 1] = value;
+      this.flat = copy;
     }
     return this;
   }
 
   delete(key: K): boolean {
-    const at = this.keyList.indexOf(key);
+    const at = this.indexOf(key);
     if (at === -1) return false;
-    this.keyList.splice(at, 1);
-    this.valueList.splice(at, 1);
+    this.flat = this.flat.length === 2 ? NONE : this.flat.slice(0, at).concat(this.flat.slice(at + 2));
     return true;
   }
 
@@ -93,17 +103,18 @@ export class SmallMap<K, V> implements ReadonlyMap<K, V> {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
   }
 
-  entries(): IterableIterator<[K, V]> {
-    // A snapshot: deleting while iterating (as Map allows) must not skip entries.
-    return this.keyList.map((key, i) => [key, this.valueList[i] as V] as [K, V])[Symbol.iterator]();
+  *entries(): IterableIterator<[K, V]> {
+    // The array is replaced, never changed, by set and delete: iterating it is iterating a snapshot.
+    const flat = this.flat;
+    for (let i = 0; i < flat.length; i += 2) yield [flat[i] as K, flat[i + 1] as V];
   }
 
-  keys(): IterableIterator<K> {
-    return [...this.keyList][Symbol.iterator]();
+  *keys(): IterableIterator<K> {
+    for (const [key] of this.entries()) yield key;
   }
 
-  values(): IterableIterator<V> {
-    return [...this.valueList][Symbol.iterator]();
+  *values(): IterableIterator<V> {
+    for (const [, value] of this.entries()) yield value;
   }
 
   [Symbol.iterator](): IterableIterator<[K, V]> {

@@ -14,12 +14,18 @@ export class TcpProxy {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   port = 0;
+  /** While true, new connections are dropped at once (a client's reconnect attempts fail until it is cleared). */
+  refusing = false;
 
   constructor(private readonly targetPort: number) {}
 
   /** Listens on `port` (0 = a free one). */
   async start(port = 0): Promise<number> {
     this.server = createServer((client) => {
+      if (this.refusing) {
+        client.destroy();
+        return;
+      }
       const upstream = connect(this.targetPort, '127.0.0.1');
       for (const s of [client, upstream]) {
         this.sockets.add(s);

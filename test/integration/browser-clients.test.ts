@@ -1,0 +1,346 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { dirname, resolve, sep } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { withRpcApp } from '../helpers/rpc-app.js';
+import { startServer, TEST_SECRET } from '../helpers/server.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { signToken } from '../helpers/tokens.js';
+import { broadcast } from '../helpers/http.js';
+import { signStreamName } from '../../src/streams/verifier.js';
+import { deriveKey } from '../../src/auth/keys.js';
+
+// The clients as users meet them: @rails/actioncable and @anycable/web loaded as ES modules (an import map
+// into node_modules, no bundler) by a page in Debian's Chromium, talking to cablecat over real sockets.
+
+const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
+const CHROMIUM = process.env.CABLECAT_CHROMIUM || '/usr/bin/chromium';
+// playwright's launch() gives every browser a fresh temporary --user-data-dir of its own (and refuses one in args).
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const suffix = (): string => Math.random().toString(36).slice(2, 10);
+const userToken = (user: string, expiresIn: number): Promise<string> =>
+  signToken(TEST_SECRET, { ext: JSON.stringify({ user_id: user }) }, { expiresIn });
+
+/** The npm packages the page imports, each served from its own directory under /pkg/<name>/. */
+function packageDirs(): Map<string, string> {
+  const here = createRequire(import.meta.url);
+  const dirOf = (req: NodeJS.Require, name: string): string => dirname(req.resolve(`${name}/package.json`));
+  const core = dirOf(here, '@anycable/core');
+  return new Map([
+    ['@rails/actioncable', dirOf(here, '@rails/actioncable')],
+    ['@anycable/web', dirOf(here, '@anycable/web')],
+    ['@anycable/core', core],
+    // nanoevents as @anycable/core resolves it (its own copy if it has one).
+    ['nanoevents', dirOf(createRequire(resolve(core, 'package.json')), 'nanoevents')],
+  ]);
+}
+
+const IMPORTS = {
+  '@rails/actioncable': '/pkg/@rails/actioncable/app/assets/javascripts/actioncable.esm.js',
+  '@anycable/web': '/pkg/@anycable/web/index.js',
+  '@anycable/core': '/pkg/@anycable/core/index.js',
+  nanoevents: '/pkg/nanoevents/index.js',
+};
+
+// The page's code (plain browser JS). Everything it sees goes into `events` for the test to read.
+const PAGE_SCRIPT = `
+import * as ActionCable from '@rails/actioncable';
+import { createCable, fetchTokenFromHTML } from '@anycable/web';
+const events = [];
+const record = (who, event, data) => events.push(data === undefined ? { who, event } : { who, event, data });
+const subs = {};
+let cable = null;
+const watch = (c) => {
+  cable = c;
+  c.on('connect', (ev) => record('cable', 'connect', { reconnect: ev.reconnect, restored: ev.restored }));
+  c.on('disconnect', (ev) => record('cable', 'disconnect', ev && ev.reason));
+  c.on('close', (ev) => record('cable', 'close', ev && ev.reason));
+};
+const follow = async (name, channel) => {
+  channel.on('message', (msg, meta) => record(name, 'message', meta && meta.stream ? { msg, meta } : msg));
+  await channel.ensureSubscribed();
+  record(name, 'subscribed');
+};
+window.cablecat = {
+  events: () => events,
+  actionCable(url, stream) {
+    const consumer = ActionCable.createConsumer(url);
+    const callbacks = (name) => ({
+      connected() { record(name, 'connected'); },
+      disconnected() { record(name, 'disconnected'); },
+      rejected() { record(name, 'rejected'); },
+      received(data) { record(name, 'received', data); },
+    });
+    subs.consumer = consumer;
+    subs.streams = consumer.subscriptions.create({ channel: 'StreamsChannel', streams: [stream] }, callbacks('streams'));
+  },
+  actionCableReject() {
+    subs.consumer.subscriptions.create({ channel: 'RejectChannel' }, {
+      connected() { record('reject', 'connected'); },
+      rejected() { record('reject', 'rejected'); },
+    });
+  },
+  perform(action, data) { subs.streams.perform(action, data); },
+  anyCable(url, token, protocol) {
+    // A short fixed reconnect delay instead of the 1.5-9 s default backoff: keeps the test fast.
+    watch(createCable(url, { auth: { token }, protocol, logLevel: 'error', reconnectStrategy: () => 100 }));
+  },
+  anyCableFromMeta() {
+    // URL and token come from the page's <meta> tags; a refresh re-fetches the page (@anycable/web's own way).
+    watch(createCable({ tokenRefresher: fetchTokenFromHTML(), logLevel: 'error', reconnectStrategy: () => 100 }));
+  },
+  streamFrom(name) { return follow(name, cable.streamFrom(name)); },
+  streamFromSigned(name, signed) { return follow(name, cable.streamFromSigned(signed)); },
+};
+window.cablecatReady = true;
+`;
+
+type PageEvent = { who: string; event: string; data?: unknown };
+
+/** Serves the test page and the client packages (only .js files inside those packages) on 127.0.0.1. */
+class PageServer {
+  private server: Server | null = null;
+  private readonly dirs = packageDirs();
+  origin = '';
+  /** The <meta> values of /?meta=1: the cable URL, the first token, the token a refresh gets. */
+  meta = { url: '', token: '', refreshedToken: '' };
+  refreshes = 0;
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      this.handle(req, res).catch(() => res.writeHead(500).end());
+    });
+    await new Promise<void>((done) => this.server!.listen(0, '127.0.0.1', done));
+    this.origin = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.origin);
+    if (url.pathname === '/') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store' }).end(this.page(url.searchParams.has('meta'), req));
+      return;
+    }
+    if (url.pathname === '/favicon.ico') {
+      res.writeHead(204).end();
+      return;
+    }
+    const match = /^\/pkg\/((?:@[^/]+\/)?[^/@]+)\/(.+\.js)$/.exec(url.pathname);
+    const dir = match ? this.dirs.get(match[1] ?? '') : undefined;
+    const file = dir ? resolve(dir, match?.[2] ?? '') : '';
+    if (!dir || !file.startsWith(dir + sep) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/javascript; charset=utf-8' }).end(await readFile(file));
+  }
+
+  private page(withMeta: boolean, req: IncomingMessage): string {
+    let meta = '';
+    if (withMeta) {
+      const refresh = req.headers['x-anycable-operation'] === 'token-refresh';
+      if (refresh) this.refreshes++;
+      meta = `<meta name="cable-url" content="${this.meta.url}"><meta name="cable-token" content="${refresh ? this.meta.refreshedToken : this.meta.token}">`;
+    }
+    return `<!doctype html><html><head><meta charset="utf-8"><title>cablecat clients</title>${meta}` +
+      `<script type="importmap">${JSON.stringify({ imports: IMPORTS })}</script>` +
+      `<script type="module">${PAGE_SCRIPT}</script></head><body></body></html>`;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((done) => this.server?.close(done));
+  }
+}
+
+/** Calls a function of the page's `cablecat` object (awaiting its promise, if any). */
+async function call(page: Page, method: string, ...args: unknown[]): Promise<void> {
+  await page.evaluate(async ([name, params]) => {
+    const api = (globalThis as unknown as { cablecat: Record<string, (...a: unknown[]) => unknown> }).cablecat;
+    await api[name as string]?.(...(params as unknown[]));
+  }, [method, args] as const);
+}
+
+async function pageEvents(page: Page): Promise<PageEvent[]> {
+  return page.evaluate(() => (globalThis as unknown as { cablecat: { events(): PageEvent[] } }).cablecat.events());
+}
+
+/** Polls the page's events until `check` holds (or fails the test, showing what the page saw). */
+async function until(page: Page, check: (events: PageEvent[]) => boolean, what: string, timeoutMs = 10_000): Promise<PageEvent[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const events = await pageEvents(page);
+    if (check(events)) return events;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; the page saw ${JSON.stringify(events)}`);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
+const count = (events: PageEvent[], who: string, event: string): number => events.filter((e) => e.who === who && e.event === event).length;
+
+describe('browser clients in Chromium: @rails/actioncable and @anycable/web', () => {
+  let browser: Browser;
+  const pages = new PageServer();
+  let pageErrors: string[] = [];
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (\`apt-get install -y chromium\`) or set CABLECAT_CHROMIUM`);
+    await pages.start();
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await pages.stop();
+  });
+
+  /** A fresh page with the clients loaded; uncaught errors and console errors are collected. */
+  async function openPage(query = ''): Promise<Page> {
+    const page = await browser.newPage();
+    pageErrors = [];
+    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`); });
+    await page.goto(`${pages.origin}/${query}`);
+    await page.waitForFunction(() => (globalThis as unknown as { cablecatReady?: boolean }).cablecatReady === true);
+    return page;
+  }
+
+  test('@rails/actioncable: JWT in ?jid=, an RPC channel gets an HTTP broadcast and an action reply; a rejected subscription calls rejected()', async () => {
+    await withRpcApp([], async (server, app) => {
+      const page = await openPage();
+      try {
+        const stream = `ac_${suffix()}`;
+        await call(page, 'actionCable', `${server.url}?jid=${await userToken('ac-user', 300)}`, stream);
+        await until(page, (e) => count(e, 'streams', 'connected') === 1, 'the confirmed subscription');
+        assert.equal((await broadcast(server.http, { stream, data: JSON.stringify({ text: 'from http' }) }, BROADCAST_KEY)).status, 201);
+        await until(page, (e) => count(e, 'streams', 'received') === 1, 'the broadcast');
+        await call(page, 'perform', 'echo', { text: 'marco' });
+        await until(page, (e) => count(e, 'streams', 'received') === 2, 'the action reply');
+        await call(page, 'actionCableReject');
+        const events = await until(page, (e) => count(e, 'reject', 'rejected') === 1, 'the rejection');
+        assert.deepEqual(events, [
+          { who: 'streams', event: 'connected' },
+          { who: 'streams', event: 'received', data: { text: 'from http' } },
+          { who: 'streams', event: 'received', data: { response: 'marco' } },
+          { who: 'reject', event: 'rejected' },
+        ]);
+        // The JWT identified the connection (no Connect RPC); the channel's commands went to the app.
+        assert.equal(app.callsOf('Connect').length, 0);
+        const commands = app.callsOf('Command').map((c) => (c.request as { command: string; identifier: string }));
+        assert.deepEqual(commands.map((c) => [c.command, (JSON.parse(c.identifier) as { channel: string }).channel]), [
+          ['subscribe', 'StreamsChannel'], ['message', 'StreamsChannel'], ['subscribe', 'RejectChannel'],
+        ]);
+        assert.deepEqual(pageErrors, []);
+      } finally {
+        await page.close();
+      }
+    });
+  });
+
+  test('@anycable/web on actioncable-v1-json: streamFrom and streamFromSigned receive broadcasts', async () => {
+    await withRpcApp(['--public_streams'], async (server) => {
+      const page = await openPage();
+      try {
+        const open = `pub_${suffix()}`;
+        const secret = `signed_${suffix()}`;
+        await call(page, 'anyCable', server.url, await userToken('web-user', 300), 'actioncable-v1-json');
+        await call(page, 'streamFrom', open);
+        await call(page, 'streamFromSigned', secret, signStreamName(TEST_SECRET, secret));
+        await broadcast(server.http, [
+          { stream: open, data: JSON.stringify({ n: 1 }) },
+          { stream: secret, data: JSON.stringify('only for the signed') },
+          { stream: open, data: JSON.stringify({ n: 2 }) },
+        ], BROADCAST_KEY);
+        const events = await until(page, (e) => count(e, open, 'message') === 2 && count(e, secret, 'message') === 1, 'three messages');
+        assert.deepEqual(events, [
+          { who: 'cable', event: 'connect', data: { reconnect: false, restored: false } },
+          { who: open, event: 'subscribed' },
+          { who: secret, event: 'subscribed' },
+          { who: open, event: 'message', data: { n: 1 } },
+          { who: secret, event: 'message', data: 'only for the signed' },
+          { who: open, event: 'message', data: { n: 2 } },
+        ]);
+        assert.deepEqual(pageErrors, []);
+      } finally {
+        await page.close();
+      }
+    });
+  });
+
+  test('@anycable/web: an expired token is refreshed from the page (fetchTokenFromHTML) and the client reconnects', async () => {
+    await withRpcApp(['--public_streams'], async (server) => {
+      pages.meta = { url: server.url, token: await userToken('web-user', -5), refreshedToken: await userToken('web-user', 300) };
+      pages.refreshes = 0;
+      const page = await openPage('?meta=1');
+      try {
+        const stream = `pub_${suffix()}`;
+        await call(page, 'anyCableFromMeta');
+        await call(page, 'streamFrom', stream);
+        await broadcast(server.http, { stream, data: JSON.stringify('after refresh') }, BROADCAST_KEY);
+        const events = await until(page, (e) => count(e, stream, 'message') === 1, 'the message');
+        assert.deepEqual(events, [
+          { who: 'cable', event: 'close', data: 'token_expired' },
+          { who: 'cable', event: 'connect', data: { reconnect: false, restored: false } },
+          { who: stream, event: 'subscribed' },
+          { who: stream, event: 'message', data: 'after refresh' },
+        ]);
+        assert.equal(pages.refreshes, 1);
+        assert.deepEqual(pageErrors.filter((e) => e.startsWith('pageerror')), []);
+      } finally {
+        await page.close();
+      }
+    });
+  });
+
+  test('@anycable/web on actioncable-v1-ext-json with --broker memory: messages sent while the socket is down arrive after the reconnect, once each, in order, and the session is restored', async () => {
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', 'memory']);
+    const proxy = new TcpProxy(server.port);
+    const proxyPort = await proxy.start();
+    const page = await openPage();
+    try {
+      const stream = `rel_${suffix()}`;
+      const send = async (from: number, to: number): Promise<void> => {
+        const batch = [];
+        for (let n = from; n <= to; n++) batch.push({ stream, data: JSON.stringify({ n }) });
+        assert.equal((await broadcast(server.http, batch, BROADCAST_KEY)).status, 201);
+      };
+      await call(page, 'anyCable', `ws://127.0.0.1:${proxyPort}/cable`, await userToken('ext-user', 300), 'actioncable-v1-ext-json');
+      await call(page, 'streamFrom', stream);
+      await send(1, 3);
+      await until(page, (e) => count(e, stream, 'message') === 3, 'the first three messages');
+
+      // Down: the connection is cut and reconnect attempts are refused while the broadcasts go out.
+      proxy.refusing = true;
+      proxy.cut();
+      await until(page, (e) => count(e, 'cable', 'disconnect') === 1, 'the disconnect');
+      await send(4, 8);
+      proxy.refusing = false;
+      await until(page, (e) => count(e, 'cable', 'connect') === 2 && count(e, stream, 'message') === 8, 'the reconnect and the missed messages');
+      await send(9, 10);
+      const events = await until(page, (e) => count(e, stream, 'message') === 10, 'all ten messages');
+
+      const messages = events.filter((e) => e.who === stream && e.event === 'message').map((e) => e.data as { msg: { n: number }; meta: { stream: string; epoch: string; offset: number } });
+      assert.deepEqual(messages.map((m) => m.msg.n), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(new Set(messages.map((m) => `${m.meta.stream} ${m.meta.epoch}`)).size, 1);
+      assert.equal(messages[0]?.meta.stream, stream);
+      const offsets = messages.map((m) => m.meta.offset);
+      assert.deepEqual(offsets, offsets.map((_, i) => (offsets[0] ?? 0) + i), 'consecutive offsets');
+      assert.deepEqual(events.filter((e) => e.who !== stream || e.event !== 'message'), [
+        { who: 'cable', event: 'connect', data: { reconnect: false, restored: false } },
+        { who: stream, event: 'subscribed' },
+        { who: 'cable', event: 'disconnect', data: 'transport_closed' },
+        { who: 'cable', event: 'connect', data: { reconnect: true, restored: true } },
+      ]);
+      // Refused reconnect attempts are logged by Chromium as console errors; nothing may be thrown.
+      assert.deepEqual(pageErrors.filter((e) => e.startsWith('pageerror')), []);
+    } finally {
+      await page.close();
+      await proxy.stop();
+      await server.stop();
+    }
+  });
+});

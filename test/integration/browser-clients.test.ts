@@ -189,7 +189,7 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
   let pageErrors: string[] = [];
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (\`apt-get install -y chromium\`) or set CABLECAT_CHROMIUM`);
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: npm test installs it (scripts/ensure-chromium.js) when run as root with apt-get; otherwise run \`apt-get install -y chromium\` or set CABLECAT_CHROMIUM`);
     await pages.start();
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   });

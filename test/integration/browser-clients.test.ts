@@ -72,8 +72,8 @@ window.cablecat = {
   actionCable(url, stream) {
     const consumer = ActionCable.createConsumer(url);
     const callbacks = (name) => ({
-      connected() { record(name, 'connected'); },
-      disconnected() { record(name, 'disconnected'); },
+      connected(data) { record(name, 'connected', data); },
+      disconnected(data) { record(name, 'disconnected', data); },
       rejected() { record(name, 'rejected'); },
       received(data) { record(name, 'received', data); },
     });
@@ -223,7 +223,7 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
         await call(page, 'actionCableReject');
         const events = await until(page, (e) => count(e, 'reject', 'rejected') === 1, 'the rejection');
         assert.deepEqual(events, [
-          { who: 'streams', event: 'connected' },
+          { who: 'streams', event: 'connected', data: { reconnected: false } },
           { who: 'streams', event: 'received', data: { text: 'from http' } },
           { who: 'streams', event: 'received', data: { response: 'marco' } },
           { who: 'reject', event: 'rejected' },
@@ -234,6 +234,22 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
         assert.deepEqual(commands.map((c) => [c.command, (JSON.parse(c.identifier) as { channel: string }).channel]), [
           ['subscribe', 'StreamsChannel'], ['message', 'StreamsChannel'], ['subscribe', 'RejectChannel'],
         ]);
+        assert.deepEqual(pageErrors, []);
+      } finally {
+        await page.close();
+      }
+    });
+  });
+
+  test('@rails/actioncable: a connection the RPC app refuses gets disconnected({ willAttemptReconnect: false })', async () => {
+    await withRpcApp([], async (server, app) => {
+      const page = await openPage();
+      try {
+        await call(page, 'actionCable', `${server.url}?test=reasons&reason=unauthorized`, `ac_${suffix()}`);
+        const events = await until(page, (e) => count(e, 'streams', 'disconnected') === 1, 'the disconnect');
+        assert.deepEqual(events, [{ who: 'streams', event: 'disconnected', data: { willAttemptReconnect: false } }]);
+        assert.equal(app.callsOf('Connect').length, 1);
+        assert.equal(app.callsOf('Command').length, 0);
         assert.deepEqual(pageErrors, []);
       } finally {
         await page.close();

@@ -133,6 +133,46 @@ describe('SSE: streams, auth, events', () => {
     await ws.close();
   });
 
+  test('a WebSocket client\'s whisper reaches SSE subscribers of the stream, never the whisperer', async () => {
+    const name = `whisper_${suffix()}`;
+    const id = pubsubId(name);
+    const sse = await openStream(server, `/events?stream=${name}&raw=0&jid=${token}`);
+    await sse.nextNonPing();
+    const [a, b] = [await RawClient.connect(`${server.url}?jid=${token}`), await RawClient.connect(`${server.url}?jid=${token}`)];
+    for (const c of [a, b]) {
+      await c.next();
+      c.subscribe(id);
+      await c.next();
+    }
+    a.send({ command: 'whisper', identifier: id, data: { typing: 'a' } });
+    const frame = `{"identifier":${JSON.stringify(id)},"message":{"typing":"a"}}`;
+    assert.equal(await b.nextText(), frame);
+    assert.equal((await sse.nextNonPing()).data, frame);
+    assert.equal(await a.nothingWithin(200), null, 'never back to the sender');
+    sse.close();
+    for (const c of [a, b]) await c.close();
+  });
+
+  test('meta.exclude_socket naming an SSE session skips that stream only; WebSocket and other SSE clients get it', async () => {
+    const name = `exclude_${suffix()}`;
+    const excluded = await SseStream.open(server.port, `/events?stream=${name}&jid=${token}`);
+    const sid = (JSON.parse((await excluded.next()).data) as { sid: string }).sid;
+    await excluded.nextNonPing();
+    const other = await openStream(server, `/events?stream=${name}&jid=${token}`);
+    await other.nextNonPing();
+    const ws = await RawClient.connect(`${server.url}?jid=${token}`);
+    await ws.next();
+    ws.subscribe(pubsubId(name));
+    await ws.next();
+    await broadcast(server.http, { stream: name, data: '{"n":1}', meta: { exclude_socket: sid } }, BROADCAST_KEY);
+    await broadcast(server.http, { stream: name, data: '{"n":2}' }, BROADCAST_KEY);
+    assert.equal((await other.nextNonPing()).data, '{"n":1}');
+    assert.equal(await ws.nextText(), `{"identifier":${JSON.stringify(pubsubId(name))},"message":{"n":1}}`);
+    assert.equal((await excluded.nextNonPing()).data, '{"n":2}', 'the excluded stream got only the second');
+    for (const s of [excluded, other]) s.close();
+    await ws.close();
+  });
+
   test('authentication as for WebSocket: JWT in the query or the X-JID header; none or a bad one is 401', async () => {
     const name = `auth_${suffix()}`;
     const byHeader = await openStream(server, `/events?stream=${name}`, { 'X-JID': token });

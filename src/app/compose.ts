@@ -40,7 +40,7 @@ import { RedisxBroadcaster } from '../broadcast/redisx-broadcaster.js';
 import type { Broadcaster, FanoutHandler } from '../broadcast/broadcaster.js';
 import type { Subscriber } from '../pubsub/subscriber.js';
 import { RedisSubscriber } from '../pubsub/redis-subscriber.js';
-import { redisEndpoint, type RedisTarget } from '../broker/redis-endpoint.js';
+import { redisTarget } from '../broker/redis-endpoint.js';
 import { NatsSubscriber } from '../pubsub/nats-subscriber.js';
 import { SseEndpoint } from '../sse/sse-endpoint.js';
 import { publisherWithSse, SseTopics } from '../sse/sse-topics.js';
@@ -80,13 +80,6 @@ function buildController(config: Config, metrics: Metrics, logger: Logger): Cont
   if (config.wsApiKey) identifiers.push(new WsKeyIdentifier());
   if (config.noauth) identifiers.push(new PublicIdentifier());
   return new IdentifiedController(identifiers, streams);
-}
-
-/** Redis with anycable-go's sentinel and TLS options; TLS files are read here, so a bad path fails the start. */
-function redisTarget(config: Config): RedisTarget {
-  return redisEndpoint(config.redisUrl, config.redisSentinels, {
-    verify: config.redisTlsVerify, caPath: config.redisTlsCaCertPath, certPath: config.redisTlsClientCertPath, keyPath: config.redisTlsClientKeyPath,
-  });
 }
 
 function buildSubscriber(config: Config, metrics: Metrics, logger: Logger): Subscriber | null {

@@ -5,6 +5,7 @@ import type { Broker, BrokerOptions } from './broker.js';
 import { MemoryBroker } from './memory-broker.js';
 import { RedisBroker } from './redis-broker.js';
 import { NatsBroker } from './nats-broker.js';
+import { redisTarget } from './redis-endpoint.js';
 
 /** The broker chosen with --broker, or null (no history, no session restore). */
 export function buildBroker(config: Config, metrics: Metrics, logger: Logger): Broker | null {
@@ -13,7 +14,7 @@ export function buildBroker(config: Config, metrics: Metrics, logger: Logger): B
     case 'memory':
       return new MemoryBroker(opts);
     case 'redis':
-      return new RedisBroker(config.redisUrl, opts, metrics, logger);
+      return new RedisBroker(redisTarget(config), opts, metrics, logger);
     case 'nats':
       return new NatsBroker(config.natsServers, opts, metrics, logger);
     case 'none':

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { RedisOptions } from 'ioredis';
 import { ConfigError } from '../errors.js';
+import type { Config } from '../config/config.js';
 
 /**
  * Where and how to reach Redis, from anycable-go's flags: `--redis_url` (with `--redis_sentinels`, its host
@@ -81,4 +82,11 @@ export function describeTarget(target: RedisTarget): string {
   if (typeof target === 'string') return mask(target);
   if (target.sentinels.length === 0) return mask(target.url);
   return `${mask(target.url)} via sentinels ${target.sentinels.map((s) => s.replace(/^[^@]*@/, '')).join(',')}`;
+}
+
+/** Redis with anycable-go's sentinel and TLS options, for every Redis client of the node (pub/sub, broadcasts, broker). */
+export function redisTarget(config: Config): RedisTarget {
+  return redisEndpoint(config.redisUrl, config.redisSentinels, {
+    verify: config.redisTlsVerify, caPath: config.redisTlsCaCertPath, certPath: config.redisTlsClientCertPath, keyPath: config.redisTlsClientKeyPath,
+  });
 }

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
-import { sleep } from '../helpers/http.js';
+import { broadcast, httpRequest, sleep } from '../helpers/http.js';
+import { deriveKey } from '../../src/auth/keys.js';
 import { freePort } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
 import { ioredisArgs } from '../../src/broker/redis-endpoint.js';
@@ -149,6 +150,32 @@ describe('Redis Sentinel', () => {
       await roundTrip(server, publisher, channel);
     } finally {
       publisher.disconnect();
+      await server.stop();
+    }
+  });
+
+  test('--broker redis goes through the sentinels too: history is kept on the master (/health is 200, keys appear there)', async () => {
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', 'redis',
+      '--redis_url', 'redis://mymaster', '--redis_sentinels', `127.0.0.1:${sentinelPort}`]);
+    const master = new Redis({ port: masterPort, host: '127.0.0.1' });
+    try {
+      let health = await httpRequest(`${server.http}/health`);
+      for (let i = 0; i < 100 && health.status !== 200; i++) {
+        await sleep(50);
+        health = await httpRequest(`${server.http}/health`);
+      }
+      assert.equal(health.status, 200, 'the broker reached Redis through the sentinel');
+      const before = await master.dbsize();
+      const answer = await broadcast(server.http, { stream: `sentinel-history-${Math.random().toString(36).slice(2)}`, data: '"kept"' }, deriveKey(TEST_SECRET, 'broadcast-cable'));
+      assert.equal(answer.status, 201);
+      let after = await master.dbsize();
+      for (let i = 0; i < 100 && after <= before; i++) {
+        await sleep(20);
+        after = await master.dbsize();
+      }
+      assert.ok(after > before, 'the stream history was written on the master');
+    } finally {
+      master.disconnect();
       await server.stop();
     }
   });

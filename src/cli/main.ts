@@ -95,24 +95,7 @@ async function main(argv: readonly string[]): Promise<void> {
     process.stderr.write(formatStartFailure(failure));
     process.exit(failure.kind === 'config' ? EXIT_CONFIG : 1);
   }
-  const { redactUrl } = await import('../broker/redis-connection.js');
-  logger.info({
-    version: VERSION,
-    uws: uwsId,
-    address: `${config.sslCert ? 'https' : 'http'}://${config.host}:${cablecat.port}`,
-    paths: config.paths,
-    sse: config.sse ? config.ssePath : 'off',
-    http_api: cablecat.apiPort ? `http://${config.host}:${cablecat.apiPort}` : 'off',
-    auth: authModes(config),
-    broadcast: config.broadcastAdapters,
-    pubsub: config.pubsub,
-    rpc: config.norpc ? 'disabled' : redactUrl(config.rpcHost),
-  }, 'cablecat started');
-  if (verdict.kind === 'generated') {
-    const { quickStartText, quickStartValues } = await import('./quick-start.js');
-    process.stdout.write(quickStartText(await quickStartValues(config, { main: cablecat.port, api: cablecat.apiPort }), config.jwtParam));
-  }
-
+  // Signals are handled from the moment the server listens: a SIGTERM during the start-up log must still shut down gracefully.
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -133,6 +116,24 @@ async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const { redactUrl } = await import('../broker/redis-connection.js');
+  logger.info({
+    version: VERSION,
+    uws: uwsId,
+    address: `${config.sslCert ? 'https' : 'http'}://${config.host}:${cablecat.port}`,
+    paths: config.paths,
+    sse: config.sse ? config.ssePath : 'off',
+    http_api: cablecat.apiPort ? `http://${config.host}:${cablecat.apiPort}` : 'off',
+    auth: authModes(config),
+    broadcast: config.broadcastAdapters,
+    pubsub: config.pubsub,
+    rpc: config.norpc ? 'disabled' : redactUrl(config.rpcHost),
+  }, 'cablecat started');
+  if (verdict.kind === 'generated') {
+    const { quickStartText, quickStartValues } = await import('./quick-start.js');
+    process.stdout.write(quickStartText(await quickStartValues(config, { main: cablecat.port, api: cablecat.apiPort }), config.jwtParam));
+  }
+
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -9,18 +9,11 @@ import { TcpProxy, freePort } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
 import { signStreamName } from '../../src/streams/verifier.js';
 import { deriveKey } from '../../src/auth/keys.js';
+import { streamSubscriber } from '../helpers/streams.js';
 
 const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
 const API_KEY = deriveKey(TEST_SECRET, 'api-cable');
 
-async function subscriber(server: TestServer, stream: string, token: string): Promise<{ client: RawClient; id: string }> {
-  const client = await RawClient.connect(`${server.url}?jid=${token}`);
-  assert.equal(((await client.next()) as { type: string }).type, 'welcome');
-  const id = identifier('$pubsub', { stream_name: stream });
-  client.subscribe(id);
-  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-  return { client, id };
-}
 
 describe('HTTP broadcasting on one node', () => {
   let server: TestServer;
@@ -32,7 +25,7 @@ describe('HTTP broadcasting on one node', () => {
   after(() => server.stop());
 
   test('one object and a batch are delivered in order with 201', async () => {
-    const { client, id } = await subscriber(server, 'news', token);
+    const { client, id } = await streamSubscriber(server, 'news', token);
     assert.equal((await broadcast(server.http, { stream: 'news', data: '{"n":1}' }, BROADCAST_KEY)).status, 201);
     const batch = await broadcast(server.http, [{ stream: 'news', data: '{"n":2}' }, { stream: 'other', data: '"x"' }, { stream: 'news', data: '{"n":3}' }], BROADCAST_KEY);
     assert.equal(batch.status, 201);
@@ -175,8 +168,8 @@ describe('slow consumers', () => {
   after(() => server.stop());
 
   test('a slow consumer is disconnected with too_slow while others keep receiving', async () => {
-    const fast = await subscriber(server, 'firehose', token);
-    const slow = await subscriber(server, 'firehose', token);
+    const fast = await streamSubscriber(server, 'firehose', token);
+    const slow = await streamSubscriber(server, 'firehose', token);
     // Stop reading on the slow client's socket: its server-side buffer fills up.
     slow.client.pauseReading();
     const chunk = JSON.stringify('y'.repeat(16 * 1024));
@@ -217,7 +210,7 @@ describe('Redis and NATS broadcast adapters', () => {
     const redis = new Redis('redis://127.0.0.1:6379');
     try {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
-      const { client, id } = await subscriber(server, 'redis-stream', token);
+      const { client, id } = await streamSubscriber(server, 'redis-stream', token);
       await waitFor(async () => (await redis.pubsub('NUMSUB', channel))[1] === 1);
       await redis.publish(channel, JSON.stringify({ stream: 'redis-stream', data: '"one"' }));
       assert.deepEqual(await client.next(), { identifier: id, message: 'one' });
@@ -244,7 +237,7 @@ describe('Redis and NATS broadcast adapters', () => {
     const nats = await natsConnect({ servers: 'nats://127.0.0.1:4222' });
     try {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
-      const { client, id } = await subscriber(server, 'nats-stream', token);
+      const { client, id } = await streamSubscriber(server, 'nats-stream', token);
       // The server connects to NATS in the background; core NATS keeps nothing for late subscribers.
       await waitFor(async () => server.app.metrics.gauge('broker_connected') === 1);
       await sleep(200);
@@ -278,8 +271,8 @@ for (const kind of ['redis', 'nats'] as const) {
         const user = JSON.stringify({ user_id: `multi-${kind}-${process.pid}-${Date.now()}` });
         const token = await signToken(TEST_SECRET, { ext: user }, { expiresIn: 300 });
         const stream = `multi-${kind}-${process.pid}`;
-        const a = await subscriber(node1, stream, token);
-        const b = await subscriber(node2, stream, token);
+        const a = await streamSubscriber(node1, stream, token);
+        const b = await streamSubscriber(node2, stream, token);
         await sleep(300);
         await broadcast(node1.http, { stream, data: '"from-1"' }, BROADCAST_KEY);
         await broadcast(node2.http, { stream, data: '"from-2"' }, BROADCAST_KEY);
@@ -318,7 +311,7 @@ for (const kind of ['redis', 'nats'] as const) {
       try {
         const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
         const stream = `late-${kind}-${process.pid}`;
-        const { client, id } = await subscriber(server, stream, token);
+        const { client, id } = await streamSubscriber(server, stream, token);
         assert.equal((await broadcast(server.http, { stream, data: '"held"' }, BROADCAST_KEY)).status, 201);
         assert.equal(await client.nothingWithin(200), null, 'nothing can be delivered without the broker');
         await proxy.start(port);

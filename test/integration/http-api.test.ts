@@ -5,10 +5,10 @@ import { startServer, withServer, TEST_SECRET, type TestServer } from '../helper
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { rawHttp, requestText, REQUEST_FORMS, type RequestForm } from '../helpers/raw-http.js';
 import { httpRequest } from '../helpers/http.js';
-import { signToken } from '../helpers/tokens.js';
 import { freePort } from '../helpers/tcp-proxy.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { targetPath } from '../../src/server/api-listener.js';
+import { streamSubscriber } from '../helpers/streams.js';
 
 const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
 const API_KEY = deriveKey(TEST_SECRET, 'api-cable');
@@ -28,15 +28,6 @@ function gemBroadcast(port: number, payload: string, key?: string): string {
   return `POST http://localhost:${port}/_broadcast HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n${payload}`;
 }
 
-async function subscribe(server: TestServer, stream: string): Promise<{ client: RawClient; id: string }> {
-  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
-  const client = await RawClient.connect(`${server.url}?jid=${token}`);
-  assert.equal(((await client.next()) as { type: string }).type, 'welcome');
-  const id = identifier('$pubsub', { stream_name: stream });
-  client.subscribe(id);
-  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-  return { client, id };
-}
 
 function apiPort(server: TestServer): number {
   return server.app.apiPort;
@@ -66,7 +57,7 @@ describe('the HTTP API port answers every HTTP/1.x request form', () => {
 
     test(`${form}: POST /_broadcast reaches a subscriber (201); a wrong key gets 401`, async () => {
       const stream = `api-${form}-${Math.random().toString(36).slice(2)}`;
-      const { client, id } = await subscribe(server, stream);
+      const { client, id } = await streamSubscriber(server, stream);
       const port = apiPort(server);
       const payload = JSON.stringify({ stream, data: JSON.stringify({ form }) });
       const ok = await rawHttp(port, requestText(form, port, 'POST', '/_broadcast', { Authorization: `Bearer ${BROADCAST_KEY}`, 'Content-Type': 'application/json' }, payload));
@@ -147,7 +138,7 @@ describe('the HTTP API port answers every HTTP/1.x request form', () => {
 
   test('a broadcast posted exactly as the anycable gem sends it reaches a WebSocket subscriber', async () => {
     const stream = `gem-${Math.random().toString(36).slice(2)}`;
-    const { client, id } = await subscribe(server, stream);
+    const { client, id } = await streamSubscriber(server, stream);
     const port = apiPort(server);
     const answer = await rawHttp(port, gemBroadcast(port, JSON.stringify({ stream, data: JSON.stringify({ text: 'from rails' }) }), BROADCAST_KEY));
     assert.equal(answer.statusLine, 'HTTP/1.1 201 Created');
@@ -161,7 +152,7 @@ describe('the HTTP API port answers every HTTP/1.x request form', () => {
 
   test('kept-alive connection: several broadcasts in a row, then close', async () => {
     const stream = `ka-${Math.random().toString(36).slice(2)}`;
-    const { client, id } = await subscribe(server, stream);
+    const { client, id } = await streamSubscriber(server, stream);
     const port = apiPort(server);
     const one = (n: number): string => {
       const body = JSON.stringify({ stream, data: String(n) });

@@ -4,22 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { freePort } from '../helpers/tcp-proxy.js';
-import { RawClient, identifier } from '../helpers/ws-client.js';
+import { identifier } from '../helpers/ws-client.js';
 import { broadcast, sleep } from '../helpers/http.js';
-import { signToken } from '../helpers/tokens.js';
 import { deriveKey } from '../../src/auth/keys.js';
+import { streamSubscriber } from '../helpers/streams.js';
 
 const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
 
-async function subscriber(server: TestServer, stream: string): Promise<{ client: RawClient; id: string }> {
-  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"r"}' }, { expiresIn: 300 });
-  const client = await RawClient.connect(`${server.url}?jid=${token}`);
-  assert.equal(((await client.next()) as { type: string }).type, 'welcome');
-  const id = identifier('$pubsub', { stream_name: stream });
-  client.subscribe(id);
-  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-  return { client, id };
-}
 
 async function untilLogged(server: TestServer, msg: string, timeoutMs = 5000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
@@ -57,7 +48,7 @@ test('a per-stream Redis SUBSCRIBE that fails is logged and retried until the st
   await admin.call('ACL', 'SETUSER', user, 'on', `>${password}`, '~*', '+@all', 'resetchannels', '&cablecat:internal');
   try {
     await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--pubsub', 'redis', '--redis_url', `redis://${user}:${password}@127.0.0.1:6379`], async (server) => {
-      const { client, id } = await subscriber(server, stream);
+      const { client, id } = await streamSubscriber(server, stream);
       const failed = await untilLogged(server, 'redis stream subscribe failed');
       assert.equal(failed.stream, stream);
       assert.equal(failed.level, 40);

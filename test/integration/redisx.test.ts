@@ -3,21 +3,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
-import { RawClient, identifier } from '../helpers/ws-client.js';
+import { identifier } from '../helpers/ws-client.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { signToken } from '../helpers/tokens.js';
+import { streamSubscriber } from '../helpers/streams.js';
 
 const unique = (): string => randomBytes(5).toString('hex');
 
-async function subscriber(server: TestServer, stream: string): Promise<{ client: RawClient; id: string }> {
-  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"x"}' }, { expiresIn: 300 });
-  const client = await RawClient.connect(`${server.url}?jid=${token}`);
-  assert.equal(((await client.next()) as { type: string }).type, 'welcome');
-  const id = identifier('$pubsub', { stream_name: stream });
-  client.subscribe(id);
-  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-  return { client, id };
-}
 
 /** The adapter creates its group in the background at start; entries XADDed before that are not for it. */
 async function groupExists(redis: Redis, stream: string, group = 'bx'): Promise<void> {
@@ -57,8 +48,8 @@ describe('redisx broadcast adapter (Redis Streams consumer group)', () => {
 
   test('an XADDed broadcast reaches the subscribers of both nodes exactly once, in order, and is deleted', async () => {
     const stream = `room-${unique()}`;
-    const a = await subscriber(nodes[0]!, stream);
-    const b = await subscriber(nodes[1]!, stream);
+    const a = await streamSubscriber(nodes[0]!, stream);
+    const b = await streamSubscriber(nodes[1]!, stream);
     await bothNodesListen(redis, stream);
     for (let n = 1; n <= 5; n++) await redis.xadd(redisStream, '*', 'payload', JSON.stringify({ stream, data: JSON.stringify({ n }) }));
     await redis.xadd(redisStream, '*', 'payload', JSON.stringify([{ stream, data: '{"n":6}' }, { stream, data: '{"n":7}' }]));
@@ -73,7 +64,7 @@ describe('redisx broadcast adapter (Redis Streams consumer group)', () => {
 
   test('an entry without payload or with garbage is counted and skipped; the next one still arrives', async () => {
     const stream = `room-${unique()}`;
-    const a = await subscriber(nodes[0]!, stream);
+    const a = await streamSubscriber(nodes[0]!, stream);
     const failed = (): number => nodes.reduce((sum, n) => sum + n.app.metrics.counters.failed_broadcast_msg_total, 0);
     const before = failed();
     await redis.xadd(redisStream, '*', 'other', 'x');
@@ -95,7 +86,7 @@ describe('redisx across a Redis restart', () => {
       '--redisx_stream', redisStream, '--redis_url', `redis://127.0.0.1:${port}`, '--pubsub', 'none']);
     try {
       const stream = `room-${unique()}`;
-      const a = await subscriber(server, stream);
+      const a = await streamSubscriber(server, stream);
       await groupExists(redis, redisStream);
       await redis.xadd(redisStream, '*', 'payload', JSON.stringify({ stream, data: '1' }));
       assert.deepEqual(await a.client.next(), { identifier: a.id, message: 1 });

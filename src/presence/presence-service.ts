@@ -8,6 +8,7 @@ import type { PresenceKey, PresenceStore } from './presence-store.js';
 import { joinEventJson, leaveEventJson, presenceInfoFrame } from './presence-frames.js';
 import type { JoinRequest } from './join-request.js';
 import type { PresenceAction } from '../node/controller.js';
+import type { SessionState } from '../node/session.js';
 import { presenceErrorFrame } from '../protocol/ext-frames.js';
 
 /** How often expired presences are swept (anycable-go: every second). */
@@ -17,15 +18,14 @@ const EXPIRE_INTERVAL_MS = 1000;
 export interface PresenceSession {
   readonly sid: string;
   /** Only an open session is kept present; a closing one's presence runs out after the TTL. */
-  readonly state: string;
+  readonly state: SessionState;
   subscription(identifier: string): { readonly istate: Readonly<Record<string, string>> } | undefined;
   send(frame: string): boolean;
 }
 
-
 export type PresenceOutcome =
   | 'ok'
-  /** Why nothing happened: logged by the caller with the frame counted as failed. */
+  /** Why nothing happened: a client's command is then counted as failed and logged at debug. */
   | 'unknown_subscription' | 'not_enabled' | 'no_store' | 'id_mismatch' | 'store_error';
 
 export interface PresenceOptions {
@@ -75,21 +75,21 @@ export class PresenceService {
   }
 
   /** The presence stream of a subscription, or why there is none. */
-  private streamOf(session: PresenceSession, identifier: string): { stream: string } | { why: PresenceOutcome } {
+  private streamOf(session: PresenceSession, identifier: string): { stream: string; store: PresenceStore } | { why: PresenceOutcome } {
     const sub = session.subscription(identifier);
     if (!sub) return { why: 'unknown_subscription' };
     const stream = sub.istate[PRESENCE_STATE_KEY];
     if (!stream) return { why: 'not_enabled' };
     if (this.store === null) return { why: 'no_store' };
-    return { stream };
+    return { stream, store: this.store };
   }
 
   private async tryJoin(session: PresenceSession, identifier: string, request: JoinRequest): Promise<PresenceOutcome> {
     const target = this.streamOf(session, identifier);
-    if ('why' in target || this.store === null) return 'why' in target ? target.why : 'no_store';
+    if ('why' in target) return target.why;
     let outcome;
     try {
-      outcome = await this.inOrder(this.store.join(target.stream, session.sid, request.id, request.info));
+      outcome = await this.inOrder(target.store.join(target.stream, session.sid, request.id, request.info));
     } catch (err) {
       return this.storeError('join', err);
     }
@@ -135,10 +135,10 @@ export class PresenceService {
 
   private async tryInfo(session: PresenceSession, identifier: string): Promise<PresenceOutcome> {
     const target = this.streamOf(session, identifier);
-    if ('why' in target || this.store === null) return 'why' in target ? target.why : 'no_store';
+    if ('why' in target) return target.why;
     let snapshot;
     try {
-      snapshot = await this.store.info(target.stream);
+      snapshot = await target.store.info(target.stream);
     } catch (err) {
       return this.storeError('info', err);
     }

@@ -7,12 +7,13 @@ import type { StreamBroadcast } from '../../src/broadcast/message.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { LogCapture } from '../helpers/server.js';
+import type { SessionState } from '../../src/node/session.js';
 
 const TTL_S = 15;
 const logger = createLogger({ level: 'warn', format: 'json', destination: new LogCapture() });
 
 class FakeSession implements PresenceSession {
-  state = 'open';
+  state: SessionState = 'open';
   readonly frames: string[] = [];
   constructor(readonly sid: string, private readonly subscriptions: ReadonlyMap<string, string>) {}
   subscription(identifier: string): { istate: Record<string, string> } | undefined {

@@ -62,8 +62,11 @@ const watch = (c) => {
   c.on('disconnect', (ev) => record('cable', 'disconnect', ev && ev.reason));
   c.on('close', (ev) => record('cable', 'close', ev && ev.reason));
 };
+const channels = {};
 const follow = async (name, channel) => {
+  channels[name] = channel;
   channel.on('message', (msg, meta) => record(name, 'message', meta && meta.stream ? { msg, meta } : msg));
+  channel.on('presence', (ev) => record(name, 'presence', ev));
   await channel.ensureSubscribed();
   record(name, 'subscribed');
 };
@@ -97,6 +100,10 @@ window.cablecat = {
   },
   streamFrom(name) { return follow(name, cable.streamFrom(name)); },
   streamFromSigned(name, signed) { return follow(name, cable.streamFromSigned(signed)); },
+  async join(name, id, info) { await channels[name].presence.join(id, info); record(name, 'joined'); },
+  async leave(name) { await channels[name].presence.leave(); record(name, 'left'); },
+  // A copy: the client keeps updating the object info() returned.
+  async presenceInfo(name) { record(name, 'info', JSON.parse(JSON.stringify(await channels[name].presence.info()))); },
 };
 window.cablecatReady = true;
 `;
@@ -356,6 +363,50 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
     } finally {
       await page.close();
       await proxy.stop();
+      await server.stop();
+    }
+  });
+
+  test('@anycable/web presence (ext-json, --broker memory): join, info() lists both users, leave() and a closed tab reach the other page', async () => {
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', 'memory', '--presence_ttl', '1']);
+    const alice = await openPage();
+    const bob = await browser.newPage();
+    try {
+      await bob.goto(`${pages.origin}/`);
+      await bob.waitForFunction(() => (globalThis as unknown as { cablecatReady?: boolean }).cablecatReady === true);
+      const room = `room_${suffix()}`;
+      const presence = (events: PageEvent[]): unknown[] => events.filter((e) => e.who === room && e.event === 'presence').map((e) => e.data);
+      await call(alice, 'anyCable', server.url, await userToken('alice', 300), 'actioncable-v1-ext-json');
+      await call(bob, 'anyCable', server.url, await userToken('bob', 300), 'actioncable-v1-ext-json');
+      await call(alice, 'streamFrom', room);
+      await call(bob, 'streamFrom', room);
+      await call(alice, 'join', room, 'alice', { name: 'Alice' });
+      await until(bob, (e) => presence(e).length === 1, "alice's join on bob's page");
+      await call(bob, 'join', room, 'bob', { name: 'Bob' });
+      await until(alice, (e) => presence(e).length === 2, "bob's join on alice's page");
+      await call(bob, 'presenceInfo', room);
+      await call(alice, 'leave', room);
+      const bobSaw = await until(bob, (e) => presence(e).length === 4, "alice's leave on bob's page");
+      // Bob closes his tab: he leaves once --presence_ttl (1 s) has passed without him coming back.
+      await bob.close();
+      const aliceSaw = await until(alice, (e) => presence(e).length === 4, "bob's leave after his tab closed");
+
+      const join = (id: string, name: string): unknown => ({ type: 'join', id, info: { name } });
+      assert.deepEqual(presence(bobSaw), [
+        join('alice', 'Alice'), join('bob', 'Bob'),
+        { type: 'info', total: 2, records: [{ id: 'alice', info: { name: 'Alice' } }, { id: 'bob', info: { name: 'Bob' } }] },
+        { type: 'leave', id: 'alice' },
+      ]);
+      assert.deepEqual(bobSaw.filter((e) => e.event === 'info'), [{ who: room, event: 'info', data: { alice: { name: 'Alice' }, bob: { name: 'Bob' } } }]);
+      assert.deepEqual(presence(aliceSaw), [join('alice', 'Alice'), join('bob', 'Bob'), { type: 'leave', id: 'alice' }, { type: 'leave', id: 'bob' }]);
+      assert.deepEqual(aliceSaw.filter((e) => e.event !== 'presence'), [
+        { who: 'cable', event: 'connect', data: { reconnect: false, restored: false } },
+        { who: room, event: 'subscribed' }, { who: room, event: 'joined' }, { who: room, event: 'left' },
+      ]);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      if (!bob.isClosed()) await bob.close();
+      await alice.close();
       await server.stop();
     }
   });

@@ -184,7 +184,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   }
   const users = config.usersFile ? loadUsersFile(config.usersFile) : null;
   if (config.jwtSecrets.length > 0 && config.apiKey) {
-    routes.push(tokenRoute({ apiKey: config.apiKey, signingSecret: config.jwtSecrets[0] ?? '', defaultTtlS: config.tokenTtlS, users }, logger));
+    routes.push(tokenRoute({ apiKey: config.apiKey, signingSecret: config.jwtSecrets[0] ?? '', defaultTtlS: config.tokenTtlS, users }, metrics, logger));
   }
   const registry = config.metricsHttp ? createPrometheusRegistry(metrics, config.metricsPrefix, config.metricsTags) : null;
   const renderMetrics = async (): Promise<string> => (registry ? registry.metrics() : '');

@@ -1,4 +1,5 @@
 import type { Logger } from '../logging/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { HttpRoute } from '../server/http-server.js';
 import { readBody } from '../server/http-io.js';
 import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
@@ -28,8 +29,9 @@ const SCRYPT_WAITING = 32;
  * With `{"username","password"}` from --users_file: a token for {"user_id":<username>}; throttled per
  * address (429 + Retry-After), scrypt capped globally (503 when too many wait); no users file: 422 at once.
  */
-export function tokenRoute(opts: TokenRouteOptions, logger: Logger): HttpRoute {
+export function tokenRoute(opts: TokenRouteOptions, metrics: Metrics, logger: Logger): HttpRoute {
   const log = logger.child({ component: 'token' });
+  const refused = (): void => { metrics.counters.token_requests_refused_total++; };
   const quiet = new RateLimitedLog(log);
   const throttle = new AttemptThrottle(opts.throttle ?? DEFAULT_THROTTLE);
   const scryptGate = new WorkGate(SCRYPT_IN_FLIGHT, SCRYPT_WAITING);
@@ -60,11 +62,13 @@ export function tokenRoute(opts: TokenRouteOptions, logger: Logger): HttpRoute {
       let identifiers: string;
       if (typeof input.username === 'string' && typeof input.password === 'string') {
         if (users === null) {
+          refused();
           log.info({ remote: address }, 'token refused: password login is off (no --users_file)');
           return reply.json('422 Unprocessable Entity', { error: 'invalid_payload', detail: 'password login is off (no --users_file): send identifiers with the API key' });
         }
         const waitS = throttle.take(address);
         if (waitS > 0) {
+          refused();
           quiet.warn('throttled', { remote: address, retry_after_s: waitS }, 'token refused: too many login attempts from this address');
           return reply.send('429 Too Many Requests', JSON.stringify({ error: 'too_many_requests', retry_after: waitS }),
             { 'Content-Type': 'application/json', 'Retry-After': String(waitS) });
@@ -72,17 +76,20 @@ export function tokenRoute(opts: TokenRouteOptions, logger: Logger): HttpRoute {
         const { username, password } = input;
         const ok = await scryptGate.run(() => verifyPassword(password, users.get(username)));
         if (ok === BUSY) {
+          refused();
           quiet.warn('busy', { remote: address }, 'token refused: too many password checks in flight');
           return reply.send('503 Service Unavailable', JSON.stringify({ error: 'busy', retry_after: 1 }),
             { 'Content-Type': 'application/json', 'Retry-After': '1' });
         }
         if (!ok) {
+          refused();
           log.info({ remote: address }, 'token refused: invalid credentials');
           return reply.json('401 Unauthorized', INVALID_CREDENTIALS);
         }
         identifiers = JSON.stringify({ user_id: username });
       } else {
         if (!keyOk) {
+          refused();
           log.info({ remote: address }, 'token refused: invalid credentials');
           return reply.json('401 Unauthorized', INVALID_CREDENTIALS);
         }

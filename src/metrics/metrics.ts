@@ -26,6 +26,7 @@ export const COUNTER_NAMES = [
   'sessions_restored_total',
   'session_restore_misses_total',
   'http_bad_requests_total',
+  'token_requests_refused_total',
   'presence_events_total',
   'presence_errors_total',
 ] as const;
@@ -66,6 +67,7 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
   sessions_restored_total: 'Connections that restored a previous session',
   session_restore_misses_total: 'Restore attempts whose session was unknown or expired (normal authentication followed)',
   http_bad_requests_total: 'HTTP API requests answered 400: unparseable, or HTTP/1.1 without Host',
+  token_requests_refused_total: 'POST /auth/token requests refused: bad credentials, password login off, throttled (429) or busy (503)',
   presence_events_total: 'Presence join and leave events this node published',
   presence_errors_total: 'Presence store calls that failed (broker unreachable)',
   clients_num: 'Open client connections',

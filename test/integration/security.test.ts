@@ -421,6 +421,7 @@ describe('issue 11: the password path is cheap to refuse and throttled as attemp
       }
       // Even the right password waits its turn: the throttle counts attempts, not failures.
       assert.equal((await login(server, 'wonderland')).status, 429);
+      assert.equal(server.app.metrics.counters.token_requests_refused_total, 65, 'every refusal is counted');
     });
   });
 

@@ -90,6 +90,14 @@ window.cablecat = {
     });
   },
   perform(action, data) { subs.streams.perform(action, data); },
+  setCookie(cookie) { document.cookie = cookie; },
+  rawSocket(url) {
+    // A bare browser WebSocket: what a refused upgrade looks like to any client.
+    const socket = new WebSocket(url, ['actioncable-v1-json']);
+    socket.onopen = () => record('raw', 'open', socket.protocol);
+    socket.onerror = () => record('raw', 'error');
+    socket.onclose = (ev) => record('raw', 'close', { code: ev.code, wasClean: ev.wasClean });
+  },
   anyCable(url, token, protocol) {
     // A short fixed reconnect delay instead of the 1.5-9 s default backoff: keeps the test fast.
     watch(createCable(url, { auth: { token }, protocol, logLevel: 'error', reconnectStrategy: () => 100 }));
@@ -258,6 +266,36 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
         assert.equal(app.callsOf('Connect').length, 1);
         assert.equal(app.callsOf('Command').length, 0);
         assert.deepEqual(pageErrors, []);
+      } finally {
+        await page.close();
+      }
+    });
+  });
+
+  test("@rails/actioncable: the page's cookie reaches the RPC app's Connect; --allowed_origins admits the page's origin and refuses others", async () => {
+    await withRpcApp(['--allowed_origins', new URL(pages.origin).host], async (server, app) => {
+      const page = await openPage();
+      try {
+        // Cookies are not port-bound: the page's cookie for 127.0.0.1 goes with the WebSocket to the cable port.
+        await call(page, 'setCookie', 'username=john green');
+        await call(page, 'actionCable', `${server.url}?test=cookies`, `ac_${suffix()}`);
+        const events = await until(page, (e) => count(e, 'streams', 'connected') === 1, 'the subscription');
+        assert.deepEqual(events, [{ who: 'streams', event: 'connected', data: { reconnected: false } }]);
+        const connect = app.callsOf('Connect')[0]?.request as { env: { headers: Record<string, string> } } | undefined;
+        assert.equal(connect?.env.headers.cookie, 'username=john green');
+        assert.deepEqual(pageErrors, []);
+      } finally {
+        await page.close();
+      }
+    });
+    await withRpcApp(['--allowed_origins', 'app.example.com'], async (server, app) => {
+      const page = await openPage();
+      try {
+        await call(page, 'rawSocket', server.url);
+        const events = await until(page, (e) => count(e, 'raw', 'close') === 1, 'the refused upgrade');
+        assert.deepEqual(events, [{ who: 'raw', event: 'error' }, { who: 'raw', event: 'close', data: { code: 1006, wasClean: false } }]);
+        assert.equal(app.calls.length, 0);
+        assert.match(server.logs.text, /origin not allowed, upgrade refused/);
       } finally {
         await page.close();
       }

@@ -2,7 +2,9 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startServer, withServer, type TestServer } from '../helpers/server.js';
-import { withRpcApp } from '../helpers/rpc-app.js';
+import { RpcApp, withRpcApp } from '../helpers/rpc-app.js';
+import { TEST_SECRET } from '../helpers/server.js';
+import { deriveKey } from '../../src/auth/keys.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 
 const EXT = 'actioncable-v1-ext-json';
@@ -240,5 +242,25 @@ describe('RPC-driven presence (anyt presence_tests)', () => {
       assert.equal(await watcher.nextText(5000), leaveFrame(watcherId, '4202'));
       await watcher.close();
     });
+  });
+
+  test('over HTTP RPC too: CommandResponse.presence as JSON (snake_case, info as JSON text)', async () => {
+    const app = new RpcApp();
+    const port = await app.listenHttp(deriveKey(TEST_SECRET, 'rpc-cable'));
+    const server = await startServer(['--secret', TEST_SECRET, '--rpc_host', `http://127.0.0.1:${port}/_anycable`, '--broker', 'memory']);
+    try {
+      const id = identifier('PresenceChannel', { stream: `presence_${unique()}` });
+      const c = await welcomed(server.url);
+      c.subscribe(id);
+      assert.deepEqual(await c.next(), { identifier: id, type: 'confirm_subscription' });
+      c.perform(id, { action: 'follow', id: 'h1', info: 'plain text' });
+      assert.equal(await c.nextText(), joinFrame(id, 'h1', '"plain text"'));
+      c.perform(id, { action: 'unfollow' });
+      assert.equal(await c.nextText(), leaveFrame(id, 'h1'));
+      await c.close();
+    } finally {
+      await server.stop();
+      await app.stop();
+    }
   });
 });

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { dirname, resolve, sep } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { withRpcApp } from '../helpers/rpc-app.js';
 import { startServer, TEST_SECRET } from '../helpers/server.js';
@@ -30,12 +30,19 @@ const userToken = (user: string, expiresIn: number): Promise<string> =>
 /** The npm packages the page imports, each served from its own directory under /pkg/<name>/. */
 function packageDirs(): Map<string, string> {
   const here = createRequire(import.meta.url);
-  const dirOf = (req: NodeJS.Require, name: string): string => dirname(req.resolve(`${name}/package.json`));
+  // Node's own lookup path (not require.resolve: some packages export no ./package.json).
+  const dirOf = (req: NodeJS.Require, name: string): string => {
+    const dir = (req.resolve.paths(name) ?? []).map((base) => join(base, name)).find((d) => existsSync(join(d, 'package.json')));
+    if (!dir) throw new Error(`${name} is not installed (npm install)`);
+    return dir;
+  };
   const core = dirOf(here, '@anycable/core');
   return new Map([
     ['@rails/actioncable', dirOf(here, '@rails/actioncable')],
     ['@anycable/web', dirOf(here, '@anycable/web')],
     ['@anycable/core', core],
+    ['@hotwired/turbo-rails', dirOf(here, '@hotwired/turbo-rails')],
+    ['@hotwired/turbo', dirOf(createRequire(resolve(dirOf(here, '@hotwired/turbo-rails'), 'package.json')), '@hotwired/turbo')],
     // nanoevents as @anycable/core resolves it (its own copy if it has one).
     ['nanoevents', dirOf(createRequire(resolve(core, 'package.json')), 'nanoevents')],
   ]);
@@ -46,6 +53,10 @@ const IMPORTS = {
   '@anycable/web': '/pkg/@anycable/web/index.js',
   '@anycable/core': '/pkg/@anycable/core/index.js',
   nanoevents: '/pkg/nanoevents/index.js',
+  '@hotwired/turbo-rails': '/pkg/@hotwired/turbo-rails/app/javascript/turbo/index.js',
+  '@hotwired/turbo': '/pkg/@hotwired/turbo/dist/turbo.es2017-esm.js',
+  // turbo-rails loads Rails' client from its sources (as a bundler would resolve them).
+  '@rails/actioncable/src': '/pkg/@rails/actioncable/src/index.js',
 };
 
 // The page's code (plain browser JS). Everything it sees goes into `events` for the test to read.
@@ -106,6 +117,23 @@ window.cablecat = {
     // URL and token come from the page's <meta> tags; a refresh re-fetches the page (@anycable/web's own way).
     watch(createCable({ tokenRefresher: fetchTokenFromHTML(), logLevel: 'error', reconnectStrategy: () => 100 }));
   },
+  async turbo(cableUrl, signedStreamName) {
+    // A Rails page: the cable URL in a meta tag, a target element and <turbo-cable-stream-source>.
+    const meta = document.createElement('meta');
+    meta.name = 'action-cable-url';
+    meta.content = cableUrl;
+    document.head.append(meta);
+    await import('@hotwired/turbo-rails');
+    document.body.insertAdjacentHTML('beforeend', '<div id="messages"></div>');
+    const source = document.createElement('turbo-cable-stream-source');
+    source.setAttribute('channel', 'Turbo::StreamsChannel');
+    source.setAttribute('signed-stream-name', signedStreamName);
+    document.body.append(source);
+  },
+  turboState() {
+    const source = document.querySelector('turbo-cable-stream-source');
+    return { connected: source.hasAttribute('connected'), messages: document.getElementById('messages').innerHTML };
+  },
   streamFrom(name) { return follow(name, cable.streamFrom(name)); },
   streamFromSigned(name, signed) { return follow(name, cable.streamFromSigned(signed)); },
   async join(name, id, info) { await channels[name].presence.join(id, info); record(name, 'joined'); },
@@ -145,9 +173,11 @@ class PageServer {
       res.writeHead(204).end();
       return;
     }
-    const match = /^\/pkg\/((?:@[^/]+\/)?[^/@]+)\/(.+\.js)$/.exec(url.pathname);
+    const match = /^\/pkg\/((?:@[^/]+\/)?[^/@]+)\/(.+)$/.exec(url.pathname);
     const dir = match ? this.dirs.get(match[1] ?? '') : undefined;
-    const file = dir ? resolve(dir, match?.[2] ?? '') : '';
+    // Relative imports without an extension (turbo-rails, Rails' sources) get one, as a bundler would.
+    const path = match?.[2] ?? '';
+    const file = dir ? resolve(dir, path.endsWith('.js') ? path : `${path}.js`) : '';
     if (!dir || !file.startsWith(dir + sep) || !existsSync(file)) {
       res.writeHead(404).end();
       return;
@@ -296,6 +326,28 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
         assert.deepEqual(events, [{ who: 'raw', event: 'error' }, { who: 'raw', event: 'close', data: { code: 1006, wasClean: false } }]);
         assert.equal(app.calls.length, 0);
         assert.match(server.logs.text, /origin not allowed, upgrade refused/);
+      } finally {
+        await page.close();
+      }
+    });
+  });
+
+  test('Turbo (@hotwired/turbo-rails on @rails/actioncable): <turbo-cable-stream-source> subscribes with a signed stream name and a broadcast turbo-stream changes the page', async () => {
+    await withRpcApp(['--turbo_streams'], async (server, app) => {
+      const page = await openPage();
+      try {
+        const stream = `turbo_${suffix()}`;
+        await call(page, 'turbo', server.url, signStreamName(TEST_SECRET, stream));
+        const state = (): Promise<{ connected: boolean; messages: string }> =>
+          page.evaluate(() => (globalThis as unknown as { cablecat: { turboState(): { connected: boolean; messages: string } } }).cablecat.turboState());
+        await page.waitForFunction("document.querySelector('turbo-cable-stream-source')?.hasAttribute('connected') === true");
+        const html = '<turbo-stream action="append" target="messages"><template><p class="message">Hello from cablecat</p></template></turbo-stream>';
+        assert.equal((await broadcast(server.http, { stream, data: JSON.stringify(html) }, BROADCAST_KEY)).status, 201);
+        await page.waitForFunction("document.getElementById('messages')?.innerHTML !== ''");
+        assert.deepEqual(await state(), { connected: true, messages: '<p class="message">Hello from cablecat</p>' });
+        // Turbo::StreamsChannel is served by cablecat itself: the RPC app is not asked.
+        assert.equal(app.callsOf('Command').length, 0);
+        assert.deepEqual(pageErrors, []);
       } finally {
         await page.close();
       }

@@ -140,31 +140,25 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => pipeline.route(pub, false), reliable, catchUp, presence },
   );
 
-  const endpoint = new WsEndpoint({
-    paths: config.paths,
+  // Both transports authenticate a request the same way.
+  const requestRules = {
     allowedOrigins: config.allowedOrigins,
     maxConn: config.maxConn,
+    wsApiKey: config.wsApiKey,
+    proxiedHeaders: config.headers,
+    captureHeaders: !config.norpc,
+    jwtParam: config.jwtParam,
+    jwtEnabled: config.jwtSecrets.length > 0,
+    secure: config.sslCert !== '',
+  };
+  const endpoint = new WsEndpoint({
+    ...requestRules,
+    paths: config.paths,
     maxMessageSize: config.maxMessageSize,
     maxPendingBytes: config.wsMaxPendingSize,
-    wsApiKey: config.wsApiKey,
-    proxiedHeaders: config.headers,
-    captureHeaders: !config.norpc,
-    jwtParam: config.jwtParam,
-    jwtEnabled: config.jwtSecrets.length > 0,
-    secure: config.sslCert !== '',
   }, node, logger);
   endpoint.register(app);
-  const sse = sseTopics ? new SseEndpoint({
-    path: config.ssePath,
-    allowedOrigins: config.allowedOrigins,
-    maxConn: config.maxConn,
-    wsApiKey: config.wsApiKey,
-    proxiedHeaders: config.headers,
-    captureHeaders: !config.norpc,
-    jwtParam: config.jwtParam,
-    jwtEnabled: config.jwtSecrets.length > 0,
-    secure: config.sslCert !== '',
-  }, node, sseTopics, app, metrics, logger) : null;
+  const sse = sseTopics ? new SseEndpoint({ ...requestRules, path: config.ssePath }, node, sseTopics, app, metrics, logger) : null;
   sse?.register(app);
 
   let serving = true;

@@ -4,7 +4,7 @@ import { CablecatError } from '../errors.js';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { runRoute } from './http-server.js';
-import { allowedMethods, METHOD_NOT_ALLOWED, NOT_FOUND, type BodyResult, type HttpReply, type HttpRequestView, type HttpRoute } from './http-route.js';
+import { allowedMethods, METHOD_NOT_ALLOWED, NOT_FOUND, OneShotReply, type BodyResult, type HttpReply, type HttpRequestView, type HttpRoute } from './http-route.js';
 
 /**
  * The HTTP API on node:http. uWebSockets.js 20.30 never routes a request whose target is in absolute form
@@ -111,30 +111,13 @@ export function targetPath(target: string): string | null {
   return null;
 }
 
-class NodeReply implements HttpReply {
-  aborted = false;
-  private done = false;
-  private readonly abortHandlers: Array<() => void> = [];
-
+class NodeReply extends OneShotReply {
   constructor(private readonly res: ServerResponse) {
-    res.on('close', () => {
-      if (this.done) return;
-      this.aborted = true;
-      for (const handler of this.abortHandlers) handler();
-    });
+    super();
+    res.on('close', () => this.markAborted());
   }
 
-  onAbort(handler: () => void): void {
-    this.abortHandlers.push(handler);
-  }
-
-  get finished(): boolean {
-    return this.aborted || this.done;
-  }
-
-  send(status: string, body = '', headers: Readonly<Record<string, string>> = {}, closeConnection = false): void {
-    if (this.finished) return;
-    this.done = true;
+  protected write(status: string, body: string, headers: Readonly<Record<string, string>>, closeConnection: boolean): void {
     const space = status.indexOf(' ');
     const code = Number.parseInt(space === -1 ? status : status.slice(0, space), 10);
     const all: Record<string, string> = { ...headers, 'Content-Length': String(Buffer.byteLength(body)) };
@@ -142,10 +125,6 @@ class NodeReply implements HttpReply {
     this.res.writeHead(code, space === -1 ? undefined : status.slice(space + 1), all);
     // Node drops the body of an answer to HEAD by itself.
     this.res.end(body);
-  }
-
-  json(status: string, value: unknown, closeConnection = false): void {
-    this.send(status, JSON.stringify(value), { 'Content-Type': 'application/json' }, closeConnection);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { HttpResponse, HttpRequest } from 'uWebSockets.js';
-import type { BodyResult, HttpReply, HttpRequestView } from './http-route.js';
+import { OneShotReply, type BodyResult, type HttpReply, type HttpRequestView } from './http-route.js';
 
 export type { BodyResult, HttpReply, HttpRequestView } from './http-route.js';
 
@@ -7,29 +7,14 @@ export type { BodyResult, HttpReply, HttpRequestView } from './http-route.js';
  * A uWS response wrapped so that abort is handled before any await, writes are corked,
  * and nothing is written after the client went away. `headOnly` answers a HEAD request.
  */
-export class Reply implements HttpReply {
-  aborted = false;
-  private done = false;
-  private readonly abortHandlers: Array<() => void> = [];
-
+export class Reply extends OneShotReply {
   constructor(readonly res: HttpResponse, private readonly headOnly = false) {
-    res.onAborted(() => {
-      this.aborted = true;
-      for (const handler of this.abortHandlers) handler();
-    });
+    super();
+    // uWS answers only after onAborted is set; it fires even after our answer, which markAborted ignores.
+    res.onAborted(() => this.markAborted());
   }
 
-  onAbort(handler: () => void): void {
-    this.abortHandlers.push(handler);
-  }
-
-  get finished(): boolean {
-    return this.aborted || this.done;
-  }
-
-  send(status: string, body = '', headers: Readonly<Record<string, string>> = {}, closeConnection = false): void {
-    if (this.finished) return;
-    this.done = true;
+  protected write(status: string, body: string, headers: Readonly<Record<string, string>>, closeConnection: boolean): void {
     this.res.cork(() => {
       this.res.writeStatus(status);
       for (const [k, v] of Object.entries(headers)) this.res.writeHeader(k, v);
@@ -46,10 +31,6 @@ export class Reply implements HttpReply {
         this.res.end(body, closeConnection);
       }
     });
-  }
-
-  json(status: string, value: unknown, closeConnection = false): void {
-    this.send(status, JSON.stringify(value), { 'Content-Type': 'application/json' }, closeConnection);
   }
 }
 

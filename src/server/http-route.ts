@@ -29,6 +29,43 @@ export interface HttpReply {
   json(status: string, value: unknown, closeConnection?: boolean): void;
 }
 
+/**
+ * What both listeners' replies share: abort bookkeeping, one answer at most, nothing after the client
+ * went away. Subclasses only write the answer in their server's terms.
+ */
+export abstract class OneShotReply implements HttpReply {
+  aborted = false;
+  private done = false;
+  private readonly abortHandlers: Array<() => void> = [];
+
+  onAbort(handler: () => void): void {
+    this.abortHandlers.push(handler);
+  }
+
+  get finished(): boolean {
+    return this.aborted || this.done;
+  }
+
+  /** The client went away: tell whoever waits on the answer. */
+  protected markAborted(): void {
+    if (this.done) return;
+    this.aborted = true;
+    for (const handler of this.abortHandlers) handler();
+  }
+
+  send(status: string, body = '', headers: Readonly<Record<string, string>> = {}, closeConnection = false): void {
+    if (this.finished) return;
+    this.done = true;
+    this.write(status, body, headers, closeConnection);
+  }
+
+  json(status: string, value: unknown, closeConnection = false): void {
+    this.send(status, JSON.stringify(value), { 'Content-Type': 'application/json' }, closeConnection);
+  }
+
+  protected abstract write(status: string, body: string, headers: Readonly<Record<string, string>>, closeConnection: boolean): void;
+}
+
 export interface HttpRoute {
   /** A GET route answers HEAD too, with the same status and headers and no body. */
   readonly method: HttpMethod;

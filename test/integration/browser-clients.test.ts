@@ -113,9 +113,10 @@ window.cablecat = {
     // A short fixed reconnect delay instead of the 1.5-9 s default backoff: keeps the test fast.
     watch(createCable(url, { auth: { token }, protocol, logLevel: 'error', reconnectStrategy: () => 100 }));
   },
-  anyCableFromMeta() {
-    // URL and token come from the page's <meta> tags; a refresh re-fetches the page (@anycable/web's own way).
-    watch(createCable({ tokenRefresher: fetchTokenFromHTML(), logLevel: 'error', reconnectStrategy: () => 100 }));
+  anyCableFromMeta(protocol) {
+    // URL, token (and history timestamp) come from the page's <meta> tags; a refresh re-fetches the page
+    // (@anycable/web's own way).
+    watch(createCable({ protocol, tokenRefresher: fetchTokenFromHTML(), logLevel: 'error', reconnectStrategy: () => 100 }));
   },
   async turbo(cableUrl, signedStreamName) {
     // A Rails page: the cable URL in a meta tag, a target element and <turbo-cable-stream-source>.
@@ -152,7 +153,7 @@ class PageServer {
   private readonly dirs = packageDirs();
   origin = '';
   /** The <meta> values of /?meta=1: the cable URL, the first token, the token a refresh gets. */
-  meta = { url: '', token: '', refreshedToken: '' };
+  meta = { url: '', token: '', refreshedToken: '', historyTimestamp: '' };
   refreshes = 0;
 
   async start(): Promise<void> {
@@ -191,6 +192,7 @@ class PageServer {
       const refresh = req.headers['x-anycable-operation'] === 'token-refresh';
       if (refresh) this.refreshes++;
       meta = `<meta name="cable-url" content="${this.meta.url}"><meta name="cable-token" content="${refresh ? this.meta.refreshedToken : this.meta.token}">`;
+      if (this.meta.historyTimestamp) meta += `<meta name="cable-history-timestamp" content="${this.meta.historyTimestamp}">`;
     }
     return `<!doctype html><html><head><meta charset="utf-8"><title>cablecat clients</title>${meta}` +
       `<script type="importmap">${JSON.stringify({ imports: IMPORTS })}</script>` +
@@ -386,12 +388,12 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
 
   test('@anycable/web: an expired token is refreshed from the page (fetchTokenFromHTML) and the client reconnects', async () => {
     await withRpcApp(['--public_streams'], async (server) => {
-      pages.meta = { url: server.url, token: await userToken('web-user', -5), refreshedToken: await userToken('web-user', 300) };
+      pages.meta = { url: server.url, token: await userToken('web-user', -5), refreshedToken: await userToken('web-user', 300), historyTimestamp: '' };
       pages.refreshes = 0;
       const page = await openPage('?meta=1');
       try {
         const stream = `pub_${suffix()}`;
-        await call(page, 'anyCableFromMeta');
+        await call(page, 'anyCableFromMeta', 'actioncable-v1-json');
         await call(page, 'streamFrom', stream);
         await broadcast(server.http, { stream, data: JSON.stringify('after refresh') }, BROADCAST_KEY);
         const events = await until(page, (e) => count(e, stream, 'message') === 1, 'the message');
@@ -453,6 +455,40 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
     } finally {
       await page.close();
       await proxy.stop();
+      await server.stop();
+    }
+  });
+
+  test('@anycable/web ext-json with the page\'s history timestamp (meta cable-history-timestamp): messages broadcast after the page was rendered, before it subscribed, arrive first (not older ones), then live ones', async () => {
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', 'memory']);
+    try {
+      const stream = `hist_${suffix()}`;
+      // Message 0 is older than the page: history is asked since the second the page was rendered, a later one
+      // (the timestamp has whole seconds, so only the clock's next second can tell them apart).
+      assert.equal((await broadcast(server.http, { stream, data: JSON.stringify({ n: 0 }) }, BROADCAST_KEY)).status, 201);
+      const rendered = Math.floor(Date.now() / 1000) + 1;
+      await new Promise((r) => setTimeout(r, rendered * 1000 - Date.now() + 5));
+      // The page is rendered now; messages 1 and 2 go out before its client subscribes.
+      pages.meta = { url: server.url, token: await userToken('hist-user', 300), refreshedToken: '', historyTimestamp: String(rendered) };
+      const page = await openPage('?meta=1');
+      try {
+        assert.equal((await broadcast(server.http, [1, 2].map((n) => ({ stream, data: JSON.stringify({ n }) })), BROADCAST_KEY)).status, 201);
+        await call(page, 'anyCableFromMeta', 'actioncable-v1-ext-json');
+        await call(page, 'streamFrom', stream);
+        await until(page, (e) => count(e, stream, 'message') === 2, 'the two earlier messages');
+        assert.equal((await broadcast(server.http, { stream, data: JSON.stringify({ n: 3 }) }, BROADCAST_KEY)).status, 201);
+        const events = await until(page, (e) => count(e, stream, 'message') === 3, 'the live message');
+        const messages = events.filter((e) => e.who === stream && e.event === 'message').map((e) => (e.data as { msg: { n: number } }).msg.n);
+        assert.deepEqual(messages, [1, 2, 3]);
+        assert.deepEqual(events.filter((e) => e.event !== 'message'), [
+          { who: 'cable', event: 'connect', data: { reconnect: false, restored: false } },
+          { who: stream, event: 'subscribed' },
+        ]);
+        assert.deepEqual(pageErrors, []);
+      } finally {
+        await page.close();
+      }
+    } finally {
       await server.stop();
     }
   });

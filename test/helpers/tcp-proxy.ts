@@ -17,7 +17,8 @@ export class TcpProxy {
   /** While true, new connections are dropped at once (a client's reconnect attempts fail until it is cleared). */
   refusing = false;
 
-  constructor(private readonly targetPort: number) {}
+  /** `targetPort` may change: new connections go to the new port (a client moving to another node). */
+  constructor(public targetPort: number) {}
 
   /** Listens on `port` (0 = a free one). */
   async start(port = 0): Promise<number> {

@@ -8,10 +8,10 @@ import { createRequire } from 'node:module';
 import { join, resolve, sep } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { withRpcApp } from '../helpers/rpc-app.js';
-import { startServer, TEST_SECRET } from '../helpers/server.js';
+import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
-import { broadcast } from '../helpers/http.js';
+import { broadcast, httpRequest } from '../helpers/http.js';
 import { signStreamName } from '../../src/streams/verifier.js';
 import { deriveKey } from '../../src/auth/keys.js';
 
@@ -225,6 +225,15 @@ async function until(page: Page, check: (events: PageEvent[]) => boolean, what: 
     if (check(events)) return events;
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; the page saw ${JSON.stringify(events)}`);
     await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
+/** Waits for /health to say 200: the node's broker connection is up. */
+async function brokerReady(node: TestServer): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await httpRequest(`${node.http}/health`)).status !== 200) {
+    if (Date.now() > deadline) assert.fail(`${node.http} never became healthy`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -492,6 +501,70 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
       await server.stop();
     }
   });
+
+  // A client moving to another node of a shared broker. After a graceful restart (a server_restart disconnect)
+  // @anycable/web drops its sid on purpose and resubscribes asking for history from its positions; after a
+  // broken connection it comes back with ?sid= and the other node restores the session.
+  const moves = [
+    { kind: 'redis', how: 'restart', reason: 'server_restart', restored: false },
+    { kind: 'nats', how: 'restart', reason: 'server_restart', restored: false },
+    { kind: 'redis', how: 'cut', reason: 'transport_closed', restored: true },
+    { kind: 'nats', how: 'cut', reason: 'transport_closed', restored: true },
+  ] as const;
+  for (const { kind, how, reason, restored } of moves) {
+    const what = how === 'restart' ? 'a rolling restart (server_restart)' : 'a broken connection';
+    test(`@anycable/web ext-json with --broker ${kind}: after ${what} the client goes on on another node (restored: ${restored}) and gets what it missed, once, in order`, async () => {
+      const args = ['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', kind];
+      const a = await startServer(args);
+      const b = await startServer(args);
+      const proxy = new TcpProxy(a.port);
+      const proxyPort = await proxy.start();
+      const page = await openPage();
+      try {
+        for (const node of [a, b]) await brokerReady(node);
+        const stream = `roll_${suffix()}`;
+        const send = async (node: TestServer, from: number, to: number): Promise<void> => {
+          const batch = [];
+          for (let n = from; n <= to; n++) batch.push({ stream, data: JSON.stringify({ n }) });
+          assert.equal((await broadcast(node.http, batch, BROADCAST_KEY)).status, 201);
+        };
+        await call(page, 'anyCable', `ws://127.0.0.1:${proxyPort}/cable`, await userToken('roll-user', 300), 'actioncable-v1-ext-json');
+        await call(page, 'streamFrom', stream);
+        await send(a, 1, 3);
+        await until(page, (e) => count(e, stream, 'message') === 3, 'the first three messages');
+
+        // The client's next node is b; a either shuts down (its clients get server_restart) or loses the connection.
+        proxy.refusing = true;
+        proxy.targetPort = b.port;
+        if (how === 'restart') await a.stop();
+        else proxy.cut();
+        await until(page, (e) => count(e, 'cable', 'disconnect') === 1, 'the disconnect');
+        await send(b, 4, 6);
+        proxy.refusing = false;
+        await until(page, (e) => count(e, 'cable', 'connect') === 2 && count(e, stream, 'message') === 6, 'the reconnect and the missed messages');
+        await send(b, 7, 7);
+        const events = await until(page, (e) => count(e, stream, 'message') === 7, 'the live message');
+
+        const messages = events.filter((e) => e.who === stream && e.event === 'message').map((e) => e.data as { msg: { n: number }; meta: { epoch: string; offset: number } });
+        assert.deepEqual(messages.map((m) => m.msg.n), [1, 2, 3, 4, 5, 6, 7]);
+        assert.equal(new Set(messages.map((m) => m.meta.epoch)).size, 1, 'one epoch across the nodes');
+        const offsets = messages.map((m) => m.meta.offset);
+        assert.deepEqual(offsets, offsets.map((_, i) => (offsets[0] ?? 0) + i), 'consecutive offsets');
+        assert.deepEqual(events.filter((e) => e.who !== stream || e.event !== 'message'), [
+          { who: 'cable', event: 'connect', data: { reconnect: false, restored: false } },
+          { who: stream, event: 'subscribed' },
+          { who: 'cable', event: 'disconnect', data: reason },
+          { who: 'cable', event: 'connect', data: { reconnect: true, restored } },
+        ]);
+        assert.deepEqual(pageErrors.filter((e) => e.startsWith('pageerror')), []);
+      } finally {
+        await page.close();
+        await proxy.stop();
+        await a.stop();
+        await b.stop();
+      }
+    });
+  }
 
   test('@anycable/web presence (ext-json, --broker memory): join, info() lists both users, leave() and a closed tab reach the other page', async () => {
     const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', 'memory', '--presence_ttl', '1']);

@@ -109,10 +109,13 @@ window.cablecat = {
     socket.onerror = () => record('raw', 'error');
     socket.onclose = (ev) => record('raw', 'close', { code: ev.code, wasClean: ev.wasClean });
   },
-  anyCable(url, token, protocol) {
+  anyCable(url, token, protocol, websocketAuthStrategy) {
     // A short fixed reconnect delay instead of the 1.5-9 s default backoff: keeps the test fast.
-    watch(createCable(url, { auth: { token }, protocol, logLevel: 'error', reconnectStrategy: () => 100 }));
+    const opts = { auth: { token }, protocol, logLevel: 'error', reconnectStrategy: () => 100 };
+    if (websocketAuthStrategy) opts.websocketAuthStrategy = websocketAuthStrategy;
+    watch(createCable(url, opts));
   },
+  whisper(name, data) { return channels[name].whisper(data); },
   anyCableFromMeta(protocol) {
     // URL, token (and history timestamp) come from the page's <meta> tags; a refresh re-fetches the page
     // (@anycable/web's own way).
@@ -393,6 +396,37 @@ describe('browser clients in Chromium: @rails/actioncable and @anycable/web', ()
         await page.close();
       }
     });
+  });
+
+  test('@anycable/web: the token in the WebSocket sub-protocol (browsers cannot set headers); whisper on a signed stream reaches the other page, not the sender', async () => {
+    // --enforce_jwt: a connection is only let in with its JWT, here read from the sub-protocol list.
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--enforce_jwt', '--streams_whisper']);
+    const alice = await openPage();
+    const bob = await browser.newPage();
+    try {
+      await bob.goto(`${pages.origin}/`);
+      await bob.waitForFunction(() => (globalThis as unknown as { cablecatReady?: boolean }).cablecatReady === true);
+      const room = `typing_${suffix()}`;
+      const signed = signStreamName(TEST_SECRET, room);
+      await call(alice, 'anyCable', server.url, await userToken('alice', 300), 'actioncable-v1-json', 'sub-protocol');
+      await call(bob, 'anyCable', server.url, await userToken('bob', 300), 'actioncable-v1-json', 'sub-protocol');
+      await call(alice, 'streamFromSigned', room, signed);
+      await call(bob, 'streamFromSigned', room, signed);
+      await call(alice, 'whisper', room, { typing: 'alice' });
+      await until(bob, (e) => count(e, room, 'message') === 1, 'the whisper');
+      // A broadcast after the whisper: once alice has it, she would have had her own whisper too.
+      assert.equal((await broadcast(server.http, { stream: room, data: JSON.stringify('sent') }, BROADCAST_KEY)).status, 201);
+      const bobSaw = await until(bob, (e) => count(e, room, 'message') === 2, 'the broadcast on bob\'s page');
+      const aliceSaw = await until(alice, (e) => count(e, room, 'message') === 1, 'the broadcast on alice\'s page');
+      const connected = [{ who: 'cable', event: 'connect', data: { reconnect: false, restored: false } }, { who: room, event: 'subscribed' }];
+      assert.deepEqual(bobSaw, [...connected, { who: room, event: 'message', data: { typing: 'alice' } }, { who: room, event: 'message', data: 'sent' }]);
+      assert.deepEqual(aliceSaw, [...connected, { who: room, event: 'message', data: 'sent' }]);
+      assert.deepEqual(pageErrors, []);
+    } finally {
+      await bob.close();
+      await alice.close();
+      await server.stop();
+    }
   });
 
   test('@anycable/web: an expired token is refreshed from the page (fetchTokenFromHTML) and the client reconnects', async () => {

@@ -36,6 +36,11 @@ function parentOf(procRoot: string, pid: string): string {
   }
 }
 
+/** The inits `docker run --init` and images put at PID 1 before the real command. */
+function isContainerInit(command: string): boolean {
+  return /(^|\/)(docker-init|tini|tini-static|dumb-init|catatonit)$/.test(command);
+}
+
 /**
  * Flags of the cablecat server of this container: PID 1 (the image's ENTRYPOINT), or a child of PID 1 when
  * an init runs first (`docker run --init`). Null when there is none (outside a container: env only).
@@ -47,7 +52,10 @@ export function serverArgs(procRoot = '/proc'): string[] | null {
   } catch {
     return null;
   }
-  const candidates = ['1', ...pids.filter((pid) => pid !== '1' && parentOf(procRoot, pid) === '1').sort((a, b) => Number(a) - Number(b))];
+  // Children of PID 1 count only under a container init: elsewhere (a host, a VM) they are anybody's servers.
+  const underInit = isContainerInit(readArgv(procRoot, '1')[0] ?? '');
+  const children = underInit ? pids.filter((pid) => pid !== '1' && parentOf(procRoot, pid) === '1').sort((a, b) => Number(a) - Number(b)) : [];
+  const candidates = ['1', ...children];
   for (const pid of candidates) {
     const argv = readArgv(procRoot, pid);
     const at = argv.findIndex(isCablecatEntry);

@@ -376,6 +376,10 @@ describe('Docker image (run the way its Dockerfile says)', () => {
       fake(7, 1, ['node', '/app/bin/cablecat.js', '--port', '9001']);
       fake(8, 7, ['node', '/app/bin/cablecat.js', '--port', '9002']);
       assert.deepEqual(serverArgs(proc), ['--port', '9001']);
+      // PID 1 that is no container init (a host's or VM's): its children are other people's servers.
+      rmSync(join(proc, '1'), { recursive: true });
+      fake(1, 0, ['/process_api', '--firecracker-init']);
+      assert.equal(serverArgs(proc), null);
       assert.equal(serverArgs(join(proc, 'missing')), null);
     } finally {
       rmSync(proc, { recursive: true, force: true });

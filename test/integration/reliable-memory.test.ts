@@ -4,12 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { withRpcApp } from '../helpers/rpc-app.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
-import { broadcast } from '../helpers/http.js';
-import { signToken } from '../helpers/tokens.js';
-import { deriveKey } from '../../src/auth/keys.js';
+import { EXT, connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
 
-const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
-const EXT = ['actioncable-v1-ext-json'];
 const unique = (): string => randomBytes(5).toString('hex');
 
 interface Positioned {
@@ -20,24 +16,8 @@ interface Positioned {
   offset: number;
 }
 
-async function connect(server: TestServer, opts: { protocols?: string[]; query?: string; headers?: Record<string, string> } = {}): Promise<{ client: RawClient; welcome: Record<string, unknown> }> {
-  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"7"}' }, { expiresIn: 300 });
-  const client = await RawClient.connect(`${server.url}?jid=${token}${opts.query ?? ''}`, { protocols: opts.protocols ?? EXT, headers: opts.headers ?? {} });
-  const welcome = (await client.next()) as Record<string, unknown>;
-  assert.equal(welcome.type, 'welcome');
-  return { client, welcome };
-}
 
-async function subscribe(client: RawClient, stream: string, history?: unknown): Promise<string> {
-  const id = identifier('$pubsub', { stream_name: stream });
-  client.send({ command: 'subscribe', identifier: id, ...(history === undefined ? {} : { history }) });
-  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-  return id;
-}
 
-async function publish(server: TestServer, stream: string, ...datas: unknown[]): Promise<void> {
-  for (const data of datas) assert.equal((await broadcast(server.http, { stream, data: JSON.stringify(data) }, BROADCAST_KEY)).status, 201);
-}
 
 describe('memory broker: positions and history', () => {
   let server: TestServer;
@@ -48,11 +28,11 @@ describe('memory broker: positions and history', () => {
 
   test('every broadcast frame carries stream_id, epoch and consecutive offsets, on v1-json too', async () => {
     const stream = `s-${unique()}`;
-    const ext = await connect(server);
-    const plain = await connect(server, { protocols: ['actioncable-v1-json'] });
-    const idExt = await subscribe(ext.client, stream);
-    const idPlain = await subscribe(plain.client, stream);
-    await publish(server, stream, { n: 1 }, 'two');
+    const ext = await connectExt(server);
+    const plain = await connectExt(server, { protocols: ['actioncable-v1-json'] });
+    const idExt = await subscribeStream(ext.client, stream);
+    const idPlain = await subscribeStream(plain.client, stream);
+    await publishEach(server, stream, { n: 1 }, 'two');
     const frames = [await ext.client.next(), await ext.client.next()] as Positioned[];
     const epoch = frames[0]!.epoch;
     assert.match(epoch, /^[A-Za-z0-9_-]{8}$/);
@@ -67,14 +47,14 @@ describe('memory broker: positions and history', () => {
 
   test('subscribe with history.since: confirmation, the stored messages in order, confirm_history, then live ones', async () => {
     const stream = `s-${unique()}`;
-    await publish(server, stream, 'a', 'b');
-    const { client } = await connect(server);
-    const id = await subscribe(client, stream, { since: Math.floor(Date.now() / 1000) - 30 });
+    await publishEach(server, stream, 'a', 'b');
+    const { client } = await connectExt(server);
+    const id = await subscribeStream(client, stream, { since: Math.floor(Date.now() / 1000) - 30 });
     const a = (await client.next()) as Positioned;
     assert.deepEqual(a, { identifier: id, message: 'a', stream_id: stream, epoch: a.epoch, offset: 1 });
     assert.deepEqual(await client.next(), { identifier: id, message: 'b', stream_id: stream, epoch: a.epoch, offset: 2 });
     assert.deepEqual(await client.next(), { type: 'confirm_history', identifier: id });
-    await publish(server, stream, 'c');
+    await publishEach(server, stream, 'c');
     assert.deepEqual(await client.next(), { identifier: id, message: 'c', stream_id: stream, epoch: a.epoch, offset: 3 });
     assert.equal(await client.nothingWithin(200), null);
     await client.close();
@@ -82,9 +62,9 @@ describe('memory broker: positions and history', () => {
 
   test('the history command with a position returns only what came after it; history metrics count hits and misses', async () => {
     const stream = `s-${unique()}`;
-    const { client } = await connect(server);
-    const id = await subscribe(client, stream);
-    await publish(server, stream, 1, 2, 3);
+    const { client } = await connectExt(server);
+    const id = await subscribeStream(client, stream);
+    await publishEach(server, stream, 1, 2, 3);
     const first = (await client.next()) as Positioned;
     await client.next();
     await client.next();
@@ -103,9 +83,9 @@ describe('memory broker: positions and history', () => {
 
   test('an unknown epoch, a position older than the window, a position ahead, a malformed request or an unknown subscription get reject_history', async () => {
     const stream = `s-${unique()}`;
-    const { client } = await connect(server);
-    const id = await subscribe(client, stream);
-    await publish(server, stream, 1, 2, 3, 4, 5);
+    const { client } = await connectExt(server);
+    const id = await subscribeStream(client, stream);
+    await publishEach(server, stream, 1, 2, 3, 4, 5);
     const frames = [] as Positioned[];
     for (let i = 0; i < 5; i++) frames.push((await client.next()) as Positioned);
     const epoch = frames[0]!.epoch;
@@ -133,13 +113,13 @@ describe('memory broker: positions and history', () => {
 
   test('a client subscribing with history while broadcasts flow gets every message once, in order', async () => {
     const stream = `s-${unique()}`;
-    await publish(server, stream, 0);
-    const { client } = await connect(server);
+    await publishEach(server, stream, 0);
+    const { client } = await connectExt(server);
     const id = identifier('$pubsub', { stream_name: stream });
-    const flowing = (async () => { for (let n = 1; n <= 20; n++) await publish(server, stream, n); })();
+    const flowing = (async () => { for (let n = 1; n <= 20; n++) await publishEach(server, stream, n); })();
     client.send({ command: 'subscribe', identifier: id, history: { since: Math.floor(Date.now() / 1000) - 30 } });
     await flowing;
-    await publish(server, stream, 'end');
+    await publishEach(server, stream, 'end');
     const got: unknown[] = [];
     for (;;) {
       const frame = (await client.next()) as { type?: string; message?: unknown };
@@ -156,8 +136,8 @@ describe('memory broker: positions and history', () => {
   });
 
   test('presence events are transient: no position on them, none kept in history', async () => {
-    const { client } = await connect(server);
-    const id = await subscribe(client, `s-${unique()}`);
+    const { client } = await connectExt(server);
+    const id = await subscribeStream(client, `s-${unique()}`);
     client.send({ command: 'join', identifier: id, presence: { id: 'u1', info: {} } });
     assert.deepEqual(await client.next(), { type: 'presence', identifier: id, message: { type: 'join', id: 'u1', info: {} } });
     client.send({ command: 'leave', identifier: id });
@@ -173,15 +153,15 @@ describe('without a broker', () => {
   test('frames carry no position and history requests get reject_history', async () => {
     await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams'], async (server) => {
       const stream = `s-${unique()}`;
-      const { client, welcome } = await connect(server);
+      const { client, welcome } = await connectExt(server);
       const id = identifier('$pubsub', { stream_name: stream });
       client.send({ command: 'subscribe', identifier: id, history: { since: 0 } });
       assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
       assert.deepEqual(await client.next(), { type: 'reject_history', identifier: id });
-      await publish(server, stream, 'x');
+      await publishEach(server, stream, 'x');
       assert.deepEqual(await client.next(), { identifier: id, message: 'x' });
       await client.close();
-      const again = await connect(server, { query: `&sid=${String(welcome.sid)}` });
+      const again = await connectExt(server, { query: `&sid=${String(welcome.sid)}` });
       assert.equal(again.welcome.restored, undefined, 'no broker, no restore');
       await again.client.close();
     });
@@ -197,20 +177,20 @@ describe('memory broker: session recovery', () => {
 
   test('?sid= restores the session: new sid, restored_ids, streams back; history catches up on what was missed, once', async () => {
     const stream = `s-${unique()}`;
-    const first = await connect(server);
-    const id = await subscribe(first.client, stream);
-    await publish(server, stream, 1);
+    const first = await connectExt(server);
+    const id = await subscribeStream(first.client, stream);
+    await publishEach(server, stream, 1);
     const seen = (await first.client.next()) as Positioned;
     await first.client.close();
-    await publish(server, stream, 2, 3);
+    await publishEach(server, stream, 2, 3);
     const restoredBefore = server.app.metrics.counters.sessions_restored_total;
-    const second = await connect(server, { query: `&sid=${String(first.welcome.sid)}` });
+    const second = await connectExt(server, { query: `&sid=${String(first.welcome.sid)}` });
     assert.equal(typeof second.welcome.sid, 'string');
     assert.notEqual(second.welcome.sid, first.welcome.sid);
     assert.deepEqual(second.welcome, { type: 'welcome', sid: second.welcome.sid, restored: true, restored_ids: [id] });
     assert.equal(server.app.metrics.counters.sessions_restored_total, restoredBefore + 1);
     // Live messages before the client's history request wait, so nothing arrives out of order.
-    await publish(server, stream, 4);
+    await publishEach(server, stream, 4);
     second.client.send({ command: 'history', identifier: id, history: { since: 0, streams: { [stream]: { epoch: seen.epoch, offset: seen.offset } } } });
     const got: unknown[] = [];
     for (;;) {
@@ -220,7 +200,7 @@ describe('memory broker: session recovery', () => {
     }
     // 4 was stored before the request: it comes with the history, and its held live copy is dropped.
     assert.deepEqual(got, [2, 3, 4]);
-    await publish(server, stream, 5);
+    await publishEach(server, stream, 5);
     const next = await second.client.nextText();
     assert.equal((JSON.parse(next) as Positioned).message, 5, next);
     assert.equal(await second.client.nothingWithin(200), null, 'nothing twice');
@@ -229,22 +209,22 @@ describe('memory broker: session recovery', () => {
 
   test('without a history request held live messages still arrive; the header wins over ?sid=; a miss authenticates normally', async () => {
     const stream = `s-${unique()}`;
-    const first = await connect(server);
-    const id = await subscribe(first.client, stream);
+    const first = await connectExt(server);
+    const id = await subscribeStream(first.client, stream);
     const sid = String(first.welcome.sid);
     // anyt's restore scenario: the first socket stays open.
-    const second = await connect(server, { query: '&sid=bogus', headers: { 'X-AnyCable-Restore-Sid': sid } });
+    const second = await connectExt(server, { query: '&sid=bogus', headers: { 'X-AnyCable-Restore-Sid': sid } });
     assert.equal(second.welcome.restored, true);
-    await publish(server, stream, 'hello');
+    await publishEach(server, stream, 'hello');
     const live = (await first.client.next()) as Positioned;
     assert.equal(live.message, 'hello');
     assert.equal(await second.client.nothingWithin(100), null, 'held for the history request');
     assert.deepEqual(await second.client.next(3000), live);
     const misses = server.app.metrics.counters.session_restore_misses_total;
-    const third = await connect(server, { query: `&sid=${sid}`, headers: { 'X-AnyCable-Restore-Sid': 'bogus' } });
+    const third = await connectExt(server, { query: `&sid=${sid}`, headers: { 'X-AnyCable-Restore-Sid': 'bogus' } });
     assert.deepEqual(Object.keys(third.welcome).sort(), ['sid', 'type'], 'not restored: a fresh welcome');
     assert.equal(server.app.metrics.counters.session_restore_misses_total, misses + 1);
-    const plain = await connect(server, { protocols: ['actioncable-v1-json'], query: `&sid=${sid}` });
+    const plain = await connectExt(server, { protocols: ['actioncable-v1-json'], query: `&sid=${sid}` });
     assert.equal(plain.welcome.restored, undefined, 'only ext-json sessions are restored');
     for (const c of [first, second, third, plain]) await c.client.close();
   });
@@ -296,10 +276,10 @@ describe('session recovery with an RPC app', () => {
 describe('ext-json keepalive', () => {
   test('--pong_timeout disconnects a silent ext-json client with no_pong; one that answers stays; v1-json is exempt', async () => {
     await withServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--pong_timeout', '2', '--ping_interval', '1'], async (server) => {
-      const silent = await connect(server);
-      const answering = await connect(server);
+      const silent = await connectExt(server);
+      const answering = await connectExt(server);
       answering.client.ignore = new Set();
-      const plain = await connect(server, { protocols: ['actioncable-v1-json'] });
+      const plain = await connectExt(server, { protocols: ['actioncable-v1-json'] });
       const closed = silent.client.closed;
       const pongs = (async () => {
         for (let i = 0; i < 3; i++) {
@@ -322,7 +302,7 @@ describe('ext-json keepalive', () => {
     await withServer(['--secret', TEST_SECRET, '--norpc', '--ping_interval', '1'], async (server) => {
       const digits: Record<string, number> = {};
       for (const ptp of ['', 'ms', 'ns']) {
-        const { client } = await connect(server, { query: ptp ? `&ptp=${ptp}` : '' });
+        const { client } = await connectExt(server, { query: ptp ? `&ptp=${ptp}` : '' });
         client.ignore = new Set();
         const ping = await client.nextText(3000);
         const match = /^\{"type":"ping","message":(\d+)\}$/.exec(ping);

@@ -3,35 +3,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
-import { broadcast, httpRequest } from '../helpers/http.js';
-import { signToken } from '../helpers/tokens.js';
+import { httpRequest } from '../helpers/http.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { deriveKey } from '../../src/auth/keys.js';
+import { connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
 
-const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
-const EXT = ['actioncable-v1-ext-json'];
 const unique = (): string => randomBytes(5).toString('hex');
 
 interface Positioned { identifier: string; message: unknown; stream_id: string; epoch: string; offset: number }
 
-async function connect(server: TestServer, query = ''): Promise<{ client: RawClient; welcome: Record<string, unknown> }> {
-  const token = await signToken(TEST_SECRET, { ext: '{"user_id":"7"}' }, { expiresIn: 300 });
-  const client = await RawClient.connect(`${server.url}?jid=${token}${query}`, { protocols: EXT });
-  const welcome = (await client.next()) as Record<string, unknown>;
-  assert.equal(welcome.type, 'welcome');
-  return { client, welcome };
-}
 
-async function subscribe(client: RawClient, stream: string, history?: unknown): Promise<string> {
-  const id = identifier('$pubsub', { stream_name: stream });
-  client.send({ command: 'subscribe', identifier: id, ...(history === undefined ? {} : { history }) });
-  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-  return id;
-}
 
-async function publish(server: TestServer, stream: string, ...datas: unknown[]): Promise<void> {
-  for (const data of datas) assert.equal((await broadcast(server.http, { stream, data: JSON.stringify(data) }, BROADCAST_KEY)).status, 201);
-}
 
 /** Frames until (and without) the one of `type`. */
 async function until(client: RawClient, type: string): Promise<Positioned[]> {
@@ -56,7 +37,7 @@ async function settle(via: TestServer, stream: string, clients: RawClient[]): Pr
   const got = new Set<RawClient>();
   for (let i = 0; got.size < clients.length; i++) {
     if (i > 100) throw new Error('pub/sub never settled');
-    await publish(via, stream, `probe-${i}`);
+    await publishEach(via, stream, `probe-${i}`);
     for (const c of clients) if (!got.has(c) && (await c.next(100).catch(() => null)) !== null) got.add(c);
   }
   for (const c of clients) while ((await c.next(150).catch(() => null)) !== null);
@@ -79,16 +60,16 @@ for (const kind of ['redis', 'nats'] as const) {
 
     test('positions are shared: a broadcast into either node gets the next offset of one epoch', async () => {
       const stream = `s-${unique()}`;
-      const onA = await connect(a);
-      const onB = await connect(b);
-      await subscribe(onA.client, stream);
-      await subscribe(onB.client, stream);
+      const onA = await connectExt(a);
+      const onB = await connectExt(b);
+      await subscribeStream(onA.client, stream);
+      await subscribeStream(onB.client, stream);
       await settle(a, stream, [onA.client, onB.client]);
       // Broadcasts entering two nodes at once may go out in either order: one at a time here.
-      await publish(a, stream, 'x');
+      await publishEach(a, stream, 'x');
       const fromA = [(await onA.client.next()) as Positioned];
       const fromB = [(await onB.client.next()) as Positioned];
-      await publish(b, stream, 'y');
+      await publishEach(b, stream, 'y');
       fromA.push((await onA.client.next()) as Positioned);
       fromB.push((await onB.client.next()) as Positioned);
       assert.deepEqual(fromA.map((f) => f.message), ['x', 'y']);
@@ -101,22 +82,22 @@ for (const kind of ['redis', 'nats'] as const) {
 
     test('a session left on one node is restored on the other, and catches up from its position', async () => {
       const stream = `s-${unique()}`;
-      const first = await connect(a);
-      const id = await subscribe(first.client, stream);
+      const first = await connectExt(a);
+      const id = await subscribeStream(first.client, stream);
       await settle(a, stream, [first.client]);
-      await publish(a, stream, 1);
+      await publishEach(a, stream, 1);
       const seen = (await first.client.next()) as Positioned;
       await first.client.close();
-      await publish(b, stream, 2, 3);
+      await publishEach(b, stream, 2, 3);
       const restores = b.app.metrics.counters.sessions_restored_total;
-      const second = await connect(b, `&sid=${String(first.welcome.sid)}`);
+      const second = await connectExt(b, { query: `&sid=${String(first.welcome.sid)}` });
       assert.deepEqual(second.welcome, { type: 'welcome', sid: second.welcome.sid, restored: true, restored_ids: [id] });
       assert.equal(b.app.metrics.counters.sessions_restored_total, restores + 1);
       second.client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: seen.epoch, offset: seen.offset } } } });
       const caught = await until(second.client, 'confirm_history');
       assert.deepEqual(caught.map((f) => f.message), [2, 3]);
       assert.ok(caught.every((f) => f.epoch === seen.epoch && f.stream_id === stream && f.identifier === id));
-      await publish(a, stream, 4);
+      await publishEach(a, stream, 4);
       const live = (await second.client.next(5000)) as Positioned;
       assert.equal(live.message, 4);
       assert.ok(live.offset > caught[1]!.offset);
@@ -126,9 +107,9 @@ for (const kind of ['redis', 'nats'] as const) {
 
     test('subscribe with history.since on one node returns what was broadcast through the other', async () => {
       const stream = `s-${unique()}`;
-      await publish(a, stream, 'old-1', 'old-2');
-      const { client } = await connect(b);
-      const id = await subscribe(client, stream, { since: Math.floor(Date.now() / 1000) - 30 });
+      await publishEach(a, stream, 'old-1', 'old-2');
+      const { client } = await connectExt(b);
+      const id = await subscribeStream(client, stream, { since: Math.floor(Date.now() / 1000) - 30 });
       const history = await until(client, 'confirm_history');
       assert.deepEqual(history.map((f) => [f.identifier, f.message]), [[id, 'old-1'], [id, 'old-2']]);
       client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: 'gone', offset: 1 } } } });
@@ -149,15 +130,15 @@ describe('broker restarts (connections cut through a proxy)', () => {
         const health = async (): Promise<number> => (await httpRequest(`${server.http}/health`)).status;
         await waitFor(async () => (await health()) === 200, 'healthy');
         const stream = `s-${unique()}`;
-        const { client } = await connect(server);
-        const id = await subscribe(client, stream);
+        const { client } = await connectExt(server);
+        const id = await subscribeStream(client, stream);
         await settle(server, stream, [client]);
-        await publish(server, stream, 'before');
+        await publishEach(server, stream, 'before');
         const before = (await client.next()) as Positioned;
         await proxy.stop();
         await waitFor(async () => (await health()) === 503, 'unhealthy');
         assert.equal((await httpRequest(`${server.http}/health`)).body, 'Broker unavailable');
-        await publish(server, stream, 'during');
+        await publishEach(server, stream, 'during');
         await proxy.start(port);
         await waitFor(async () => (await health()) === 200, 'healthy again');
         const during = (await client.next(10_000)) as Positioned;

@@ -228,6 +228,9 @@ export class PresenceService {
    * answers come back out of order (NATS requests, timeouts). Calls still run concurrently.
    */
   private inOrder<T>(call: Promise<T>): Promise<T> {
+    // A call may fail at once (store down) while an earlier one is pending: its rejection reaches the
+    // caller through `answer` later, so it must not count as unhandled meanwhile (that ends the process).
+    call.catch(() => undefined);
     const answer = this.answered.then(() => call);
     this.answered = answer.then(() => undefined, () => undefined);
     return answer;

@@ -67,6 +67,35 @@ function setup(delay: () => number = () => 0): { service: PresenceService; event
 }
 
 describe('presence service', () => {
+  test('a store call that fails at once while an earlier one is pending is answered in turn, never an unhandled rejection', async () => {
+    let releaseSlow: () => void = () => undefined;
+    const memory = new MemoryPresence(TTL_S);
+    const store: PresenceStore = {
+      ...laggy(memory, () => 0),
+      join: async (stream, ...rest) => {
+        if (stream !== 'slow') throw new Error('store down');
+        await new Promise<void>((r) => { releaseSlow = r; });
+        return memory.join(stream, ...rest);
+      },
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const service = new PresenceService(store, { ttlS: TTL_S }, () => undefined, new Metrics(), logger);
+      const slow = service.join(new FakeSession('a', new Map([['id', 'slow']])), 'id', { id: '1', info: '' });
+      const failing = service.join(new FakeSession('b', new Map([['id', 'fast']])), 'id', { id: '2', info: '' });
+      await new Promise((r) => setTimeout(r, 50));
+      releaseSlow();
+      await slow;
+      await failing;
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   test('a session that closes while its join is in flight is not kept: it leaves after the TTL', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => { release = r; });

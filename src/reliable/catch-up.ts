@@ -23,7 +23,7 @@ interface Buffered {
   readonly position: StreamPosition | null;
 }
 
-/** Live messages kept per held stream; past this the hold ends early (the client gets them all, unordered at worst). */
+/** Live messages kept per held stream; past this the hold ends early (the client gets each message once, older history after newer live ones). */
 const MAX_BUFFERED = 1000;
 
 /**
@@ -38,13 +38,21 @@ export class Hold {
   timer: NodeJS.Timeout | null = null;
   /** Highest position the client is known to have (from history it got or positions it sent). */
   watermark: StreamPosition | null = null;
+  /**
+   * Set when the hold ended early (buffer full): from this position on the client got every message
+   * live, so history still being read sends only what lies before it (late, but once).
+   */
+  liveFrom: StreamPosition | null = null;
 
   constructor(readonly client: CatchUpClient, readonly socket: TopicSocket, readonly identifier: string, readonly stream: string) {}
 
   /** True when the client already has this message. */
   covers(position: StreamPosition | null): boolean {
+    if (position === null) return false;
     const w = this.watermark;
-    return position !== null && w !== null && position.epoch === w.epoch && position.offset <= w.offset;
+    if (w !== null && position.epoch === w.epoch && position.offset <= w.offset) return true;
+    const live = this.liveFrom;
+    return live !== null && position.epoch === live.epoch && position.offset >= live.offset;
   }
 
   raise(position: StreamPosition): void {
@@ -113,8 +121,12 @@ export class CatchUp {
     if (!holds) return;
     for (const hold of [...holds]) {
       if (excludeSid !== null && hold.client.sid === excludeSid) continue;
+      if (hold.buffer.length >= MAX_BUFFERED) {
+        // Full: flush and reopen the topic; this message then reaches the client through the topic, once.
+        this.end(hold, { at: position });
+        continue;
+      }
       hold.buffer.push({ data, position });
-      if (hold.buffer.length >= MAX_BUFFERED) this.end(hold);
     }
   }
 
@@ -124,7 +136,8 @@ export class CatchUp {
     this.end(hold);
   }
 
-  private end(hold: Hold): void {
+  /** `overflow`: the hold ended early at the broadcast positioned `at`, which goes out through the topic. */
+  private end(hold: Hold, overflow: { readonly at: StreamPosition | null } | null = null): void {
     const key = this.key(hold.client, hold.identifier, hold.stream);
     if (this.byKey.get(key) !== hold) return;
     this.byKey.delete(key);
@@ -136,12 +149,15 @@ export class CatchUp {
       this.gate.release(hold.socket, hold.stream, hold.identifier, false);
       return;
     }
+    let firstSent: StreamPosition | null = null;
     for (const entry of hold.buffer.splice(0)) {
       if (hold.covers(entry.position)) continue;
+      if (firstSent === null && entry.position !== null) firstSent = entry.position;
       hold.client.send(entry.position
         ? positionedMessageFrame(hold.identifier, hold.stream, entry.data, entry.position)
         : `${messageFramePrefix(hold.identifier)}${messageJsonFromData(entry.data)}}`);
     }
+    if (overflow !== null) hold.liveFrom = firstSent ?? overflow.at;
     this.gate.release(hold.socket, hold.stream, hold.identifier, true);
   }
 }

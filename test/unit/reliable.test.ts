@@ -142,8 +142,8 @@ const gate: TopicGate = {
 
 describe('history server with catch-up holds', () => {
   const id = '{"channel":"A"}';
-  function setup(graceMs = 0) {
-    const broker = new MemoryBroker({ historyLimit: 100, historyTtlS: 300, sessionsTtlS: 0 });
+  function setup(graceMs = 0, historyLimit = 100) {
+    const broker = new MemoryBroker({ historyLimit, historyTtlS: 300, sessionsTtlS: 0 });
     const catchUp = new CatchUp(gate);
     const metrics = new Metrics();
     const server = new HistoryServer(broker, catchUp, { graceMs }, metrics, logger);
@@ -208,6 +208,24 @@ describe('history server with catch-up holds', () => {
     assert.equal(catchUp.active, false);
     broadcast('4');
     assert.deepEqual(datas(client.sent), ['confirm_history', 2, 3, 4]);
+  });
+
+  test('a hold whose buffer fills up ends early: every message still arrives once (older history after newer live ones)', async () => {
+    const { server, client, broadcast, catchUp } = setup(20, 2000);
+    broadcast('1');
+    const p2 = broadcast('2');
+    for (let i = 3; i <= 5; i++) broadcast(String(i));
+    client.sent.length = 0;
+    const serving = server.serve(client, id, { since: null, streams: new Map([['s', p2]]) });
+    // Over 1,000 live messages while history is read: the hold gives up buffering.
+    for (let i = 6; i <= 1100; i++) broadcast(String(i));
+    await serving;
+    for (let i = 1101; i <= 1110; i++) broadcast(String(i));
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(catchUp.active, false);
+    const got = datas(client.sent).filter((x) => x !== 'confirm_history') as number[];
+    assert.equal(new Set(got).size, got.length, 'no message twice');
+    assert.deepEqual([...got].sort((a, b) => a - b), Array.from({ length: 1108 }, (_, i) => i + 3));
   });
 
   test('an unknown epoch, an evicted position, an unknown subscription or no broker get reject_history', async () => {

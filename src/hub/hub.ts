@@ -157,7 +157,7 @@ export class Hub {
       const frame = `${presenceFramePrefix(identifier)}${eventJson}}`;
       this.publisher.publish(route.topic, frame);
       if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, null);
-      // Subscribers held for a history catch-up are out of the topic: they miss this event.
+      // Subscribers held for a history catch-up are out of the topic: the hold sends them their copy.
       const receivers = route.count - (route.held?.size ?? 0);
       counters.server_msg_total += receivers;
       counters.data_sent_total += receivers * Buffer.byteLength(frame);

@@ -174,6 +174,8 @@ export class Node {
   /** Delivers a publication to this node's clients. */
   deliver(pub: Publication): void {
     if (pub.kind === 'broadcast' && pub.presence === true) {
+      // Sessions catching up are out of the topic: their copy waits in the hold with their messages.
+      this.deps.catchUp?.onPresence(pub.stream, pub.data);
       this.deps.hub.broadcastPresence(pub.stream, pub.data);
       return;
     }

@@ -2,6 +2,7 @@ import type { StreamPosition } from '../broker/broker.js';
 import type { TopicSocket } from '../hub/hub.js';
 import { positionedMessageFrame } from '../protocol/ext-frames.js';
 import { messageFramePrefix, messageJsonFromData } from '../protocol/messages.js';
+import { presenceFramePrefix } from '../presence/presence-frames.js';
 
 /** What catching up needs from a session. */
 export interface CatchUpClient {
@@ -21,6 +22,8 @@ export interface TopicGate {
 interface Buffered {
   readonly data: string;
   readonly position: StreamPosition | null;
+  /** A presence event (`data` is its JSON), framed as presence when sent. */
+  readonly presence?: true;
 }
 
 /** Live messages kept per held stream; past this the hold ends early (the client gets each message once, older history after newer live ones). */
@@ -130,6 +133,20 @@ export class CatchUp {
     }
   }
 
+  /** Presence events for held sessions wait with their live messages, in the same order. */
+  onPresence(stream: string, eventJson: string): void {
+    const holds = this.byStream.get(stream);
+    if (!holds) return;
+    for (const hold of [...holds]) {
+      if (hold.buffer.length >= MAX_BUFFERED) {
+        // Full: flush and reopen the topic; the hub then sends this event through it.
+        this.end(hold, { at: null });
+        continue;
+      }
+      hold.buffer.push({ data: eventJson, position: null, presence: true });
+    }
+  }
+
   /** One user is done; the last one sends what was buffered (minus what the client has) and reopens the topic. */
   release(hold: Hold): void {
     if (--hold.users > 0) return;
@@ -151,6 +168,10 @@ export class CatchUp {
     }
     let firstSent: StreamPosition | null = null;
     for (const entry of hold.buffer.splice(0)) {
+      if (entry.presence) {
+        hold.client.send(`${presenceFramePrefix(hold.identifier)}${entry.data}}`);
+        continue;
+      }
       if (hold.covers(entry.position)) continue;
       if (firstSent === null && entry.position !== null) firstSent = entry.position;
       hold.client.send(entry.position

@@ -228,6 +228,25 @@ describe('history server with catch-up holds', () => {
     assert.deepEqual([...got].sort((a, b) => a - b), Array.from({ length: 1108 }, (_, i) => i + 3));
   });
 
+  test('a presence event while the session is held for history is kept for it and arrives once', async () => {
+    const { server, client, broadcast, catchUp } = setup(20);
+    const p1 = broadcast('1');
+    broadcast('2');
+    client.sent.length = 0;
+    const serving = server.serve(client, id, { since: null, streams: new Map([['s', p1]]) });
+    broadcast('3');
+    catchUp.onPresence('s', '{"type":"join","id":"u1","info":"x"}');
+    broadcast('4');
+    await serving;
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(catchUp.active, false);
+    const kinds = client.sent.map((f) => JSON.parse(f) as { type?: string; message: unknown }).map((f) => f.type ?? f.message);
+    // Messages in order, once; the event once (with a grace, stored messages the tail read sends may come before it).
+    assert.deepEqual(kinds.filter((k) => k !== 'presence'), [2, 'confirm_history', 3, 4]);
+    const presence = client.sent.filter((f) => f.includes('"type":"presence"'));
+    assert.deepEqual(presence, [`{"type":"presence","identifier":${JSON.stringify(id)},"message":{"type":"join","id":"u1","info":"x"}}`]);
+  });
+
   test('an unknown epoch, an evicted position, an unknown subscription or no broker get reject_history', async () => {
     const { server, client, broadcast, metrics } = setup();
     broadcast('1');

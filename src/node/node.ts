@@ -1,5 +1,4 @@
 import type { Logger } from '../logging/logger.js';
-import type { Metrics } from '../metrics/metrics.js';
 import type { Hub, TopicPublisher } from '../hub/hub.js';
 import type { Publication } from '../broadcast/message.js';
 import { decodeClientFrame } from '../protocol/decoder.js';
@@ -8,13 +7,12 @@ import {
   PONG_FRAME, disconnectFrame,
 } from '../protocol/messages.js';
 import { errorMessage } from '../errors.js';
-import type { Controller, DisconnectContext, RequestInfo } from './controller.js';
+import type { DisconnectContext, RequestInfo } from './controller.js';
 import type { DisconnectMode } from '../config/config.js';
 import { Session, type SessionCall, type SessionHost, type SessionSocket } from './session.js';
 import { SessionRegistry } from './session-registry.js';
-import { Dispatcher, type ReliableStreams } from './dispatcher.js';
+import { Dispatcher, type DispatcherDeps } from './dispatcher.js';
 import type { CatchUp } from '../reliable/catch-up.js';
-import type { PresenceService } from '../presence/presence-service.js';
 import { Liveness } from './liveness.js';
 
 export { PING_TOPIC } from './liveness.js';
@@ -35,21 +33,13 @@ export interface DisconnectSink {
   enqueue(ctx: DisconnectContext): void;
 }
 
-export interface NodeDeps {
-  readonly controller: Controller;
+/** What the dispatcher needs, and what the node itself wires: fan-out, catch-up, Disconnect calls. */
+export interface NodeDeps extends DispatcherDeps {
   readonly hub: Hub;
   readonly publisher: TopicPublisher;
   readonly disconnectQueue: DisconnectSink;
-  readonly metrics: Metrics;
-  readonly logger: Logger;
-  /** Where whispers go: the same path as app broadcasts, so they reach every node. */
-  readonly publish: (pub: Publication) => void;
-  /** History and session recovery (with a broker). */
-  readonly reliable?: ReliableStreams | null;
   /** Holds live messages of sessions catching up on history. */
   readonly catchUp?: CatchUp | null;
-  /** Who is on each stream (join/leave/presence); a closed session's presence leaves after the TTL. */
-  readonly presence?: PresenceService | null;
 }
 
 /**

@@ -54,7 +54,8 @@ function parseOne(value: unknown, at: string, trusted: boolean): Publication | s
   // anycable-go takes `data` as JSON text; an object is accepted too and encoded once here
   // (already valid JSON: no second parse).
   let text: string;
-  if (typeof data === 'string') text = messageJsonFromData(data);
+  // Between our own nodes `data` is already the normalised JSON text: parsed once per broadcast, on the node it entered.
+  if (typeof data === 'string') text = trusted ? data : messageJsonFromData(data);
   else if (data !== undefined) text = JSON.stringify(data);
   else return `${at}: data is missing`;
   let excludeSocket: string | null = null;

@@ -8,6 +8,7 @@ import { STREAM_META_TTL_FACTOR } from './broker.js';
 import { newEpoch } from './epoch.js';
 import { RedisPresence } from '../presence/redis-presence.js';
 import { DEFAULT_PRESENCE_TTL_S } from '../presence/presence-store.js';
+import { withTimeout } from './with-timeout.js';
 
 /** Reads give up after this, so a client waiting for history or a restore is not held by a dead Redis. */
 const READ_TIMEOUT_MS = 3000;
@@ -183,11 +184,4 @@ export class RedisBroker implements Broker {
   isReady(): boolean {
     return this.up;
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timed out')), ms);
-    promise.then((v) => { clearTimeout(timer); resolve(v); }, (err: unknown) => { clearTimeout(timer); reject(err); });
-  });
 }

@@ -188,7 +188,7 @@ export class NatsPresence implements PresenceStore {
       for await (const entry of watch) {
         const member = readMember(entry);
         const pidToken = entry.key.slice(entry.key.indexOf('.') + 1);
-        if (member && Object.keys(liveSessions(member, before)).length > 0) records.push({ id: decodeToken(pidToken), info: member.i });
+        if (member && Object.values(member.s).some((exp) => exp > before)) records.push({ id: decodeToken(pidToken), info: member.i });
       }
     } finally {
       clearTimeout(timer);

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { ExpiredLeave, JoinOutcome, PresenceKey, PresenceRecord, PresenceSnapshot, PresenceStore } from './presence-store.js';
+import { withTimeout } from '../broker/with-timeout.js';
 
 /** A presence call gives up after this, so a client is not held by a dead Redis. */
 const CALL_TIMEOUT_MS = 3000;
@@ -88,7 +89,7 @@ export class RedisPresence implements PresenceStore {
 
   async join(stream: string, sid: string, pid: string, info: string): Promise<JoinOutcome> {
     this.checkUp();
-    const reply = await withTimeout(
+    const reply = await timed(
       this.joinScript(...this.streamKeys(stream), sid, pid, info, this.now() + this.ttlS * 1000, member(stream, sid)),
     );
     if (reply === -1) return { ok: false, error: 'id_mismatch' };
@@ -97,13 +98,13 @@ export class RedisPresence implements PresenceStore {
 
   async leave(stream: string, sid: string): Promise<string | null> {
     this.checkUp();
-    const reply = await withTimeout(this.leaveScript(...this.streamKeys(stream), sid, member(stream, sid), ''));
+    const reply = await timed(this.leaveScript(...this.streamKeys(stream), sid, member(stream, sid), ''));
     return typeof reply === 'string' ? reply : null;
   }
 
   async info(stream: string): Promise<PresenceSnapshot> {
     this.checkUp();
-    const all = await withTimeout(this.client.hgetall(this.streamKeys(stream)[2]));
+    const all = await timed(this.client.hgetall(this.streamKeys(stream)[2]));
     const records: PresenceRecord[] = Object.entries(all).map(([id, info]) => ({ id, info }));
     return { total: records.length, records };
   }
@@ -119,7 +120,7 @@ export class RedisPresence implements PresenceStore {
       // XX: a presence that expired (or left) meanwhile is not brought back.
       pipeline.zadd(this.expiryKey, 'XX', ...args);
     }
-    await withTimeout(pipeline.exec());
+    await timed(pipeline.exec());
   }
 
   async expire(): Promise<readonly ExpiredLeave[]> {
@@ -127,7 +128,7 @@ export class RedisPresence implements PresenceStore {
     const leaves: ExpiredLeave[] = [];
     for (let round = 0; round < EXPIRE_ROUNDS; round++) {
       const deadline = this.now();
-      const due = await withTimeout(this.client.zrangebyscore(this.expiryKey, '-inf', deadline, 'LIMIT', 0, EXPIRE_BATCH));
+      const due = await timed(this.client.zrangebyscore(this.expiryKey, '-inf', deadline, 'LIMIT', 0, EXPIRE_BATCH));
       if (due.length === 0) break;
       const pipeline = this.client.pipeline();
       // One queued command per due member, so results[i] answers due[i].
@@ -137,7 +138,7 @@ export class RedisPresence implements PresenceStore {
         if (pair) pipeline.cablecatPresenceLeave(...this.streamKeys(pair.stream), pair.sid, m, deadline);
         else pipeline.zrem(this.expiryKey, m);
       });
-      const results = (await withTimeout(pipeline.exec())) ?? [];
+      const results = (await timed(pipeline.exec())) ?? [];
       pairs.forEach((pair, i) => {
         const [err, pid] = results[i] ?? [null, null];
         if (pair && !err && typeof pid === 'string') leaves.push({ stream: pair.stream, id: pid });
@@ -175,9 +176,6 @@ class RedisDown extends Error {
   }
 }
 
-function withTimeout<T>(promise: Promise<T>): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis presence call timed out')), CALL_TIMEOUT_MS);
-    promise.then((v) => { clearTimeout(timer); resolve(v); }, (err: unknown) => { clearTimeout(timer); reject(err); });
-  });
+function timed<T>(promise: Promise<T>): Promise<T> {
+  return withTimeout(promise, CALL_TIMEOUT_MS, 'redis presence call');
 }

@@ -1,7 +1,7 @@
 import type { StreamPosition } from '../broker/broker.js';
 import type { TopicSocket } from '../hub/hub.js';
 import { positionedMessageFrame } from '../protocol/ext-frames.js';
-import { messageFramePrefix, messageJsonFromData } from '../protocol/messages.js';
+import { messageFramePrefix } from '../protocol/messages.js';
 import { presenceFramePrefix } from '../presence/presence-frames.js';
 
 /** What catching up needs from a session. */
@@ -20,6 +20,7 @@ export interface TopicGate {
 }
 
 interface Buffered {
+  /** Valid JSON text (the broadcast parser normalised it): framed as it is. */
   readonly data: string;
   readonly position: StreamPosition | null;
   /** A presence event (`data` is its JSON), framed as presence when sent. */
@@ -120,30 +121,25 @@ export class CatchUp {
 
   /** Called for every broadcast this node delivers, before the hub sends it to the topic. */
   onBroadcast(stream: string, data: string, position: StreamPosition | null, excludeSid: string | null): void {
+    this.buffer(stream, { data, position }, excludeSid);
+  }
+
+  /** Presence events for held sessions wait with their live messages, in the same order. */
+  onPresence(stream: string, eventJson: string): void {
+    this.buffer(stream, { data: eventJson, position: null, presence: true }, null);
+  }
+
+  private buffer(stream: string, entry: Buffered, excludeSid: string | null): void {
     const holds = this.byStream.get(stream);
     if (!holds) return;
     for (const hold of [...holds]) {
       if (excludeSid !== null && hold.client.sid === excludeSid) continue;
       if (hold.buffer.length >= MAX_BUFFERED) {
-        // Full: flush and reopen the topic; this message then reaches the client through the topic, once.
-        this.end(hold, { at: position });
+        // Full: flush and reopen the topic; the hub then sends this entry through it, once.
+        this.end(hold, { at: entry.position });
         continue;
       }
-      hold.buffer.push({ data, position });
-    }
-  }
-
-  /** Presence events for held sessions wait with their live messages, in the same order. */
-  onPresence(stream: string, eventJson: string): void {
-    const holds = this.byStream.get(stream);
-    if (!holds) return;
-    for (const hold of [...holds]) {
-      if (hold.buffer.length >= MAX_BUFFERED) {
-        // Full: flush and reopen the topic; the hub then sends this event through it.
-        this.end(hold, { at: null });
-        continue;
-      }
-      hold.buffer.push({ data: eventJson, position: null, presence: true });
+      hold.buffer.push(entry);
     }
   }
 
@@ -176,7 +172,7 @@ export class CatchUp {
       if (firstSent === null && entry.position !== null) firstSent = entry.position;
       hold.client.send(entry.position
         ? positionedMessageFrame(hold.identifier, hold.stream, entry.data, entry.position)
-        : `${messageFramePrefix(hold.identifier)}${messageJsonFromData(entry.data)}}`);
+        : `${messageFramePrefix(hold.identifier)}${entry.data}}`);
     }
     if (overflow !== null) hold.liveFrom = firstSent ?? overflow.at;
     this.gate.release(hold.socket, hold.stream, hold.identifier, true);

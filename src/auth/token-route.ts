@@ -1,7 +1,6 @@
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HttpRoute } from '../server/http-server.js';
-import { readBody } from '../server/http-io.js';
 import { hasValidBearer, INVALID_CREDENTIALS } from '../server/auth-guard.js';
 import { mintToken } from './jwt.js';
 import { verifyPassword } from './users.js';
@@ -42,7 +41,7 @@ export function tokenRoute(opts: TokenRouteOptions, metrics: Metrics, logger: Lo
     handle: async (reply, req) => {
       const keyOk = hasValidBearer(req, [opts.apiKey]);
       const address = req.remoteAddress;
-      const body = await readBody(reply, req, 16 * 1024);
+      const body = await req.readBody(16 * 1024);
       if (!body.ok) {
         if (body.reason === 'too_large') reply.json('413 Payload Too Large', { error: 'payload_too_large' }, true);
         return;

@@ -1,7 +1,6 @@
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { HttpRoute } from '../server/http-server.js';
-import { readBody } from '../server/http-io.js';
 import { hasValidBearer, INVALID_CREDENTIALS, type KeyPolicy } from '../server/auth-guard.js';
 import { parsePublicationsText, type Publication } from './message.js';
 
@@ -33,7 +32,7 @@ export function httpBroadcastRoute(
         reply.json('401 Unauthorized', INVALID_CREDENTIALS, true);
         return;
       }
-      const body = await readBody(reply, req, opts.maxBody);
+      const body = await req.readBody(opts.maxBody);
       if (!body.ok) {
         if (body.reason === 'too_large') {
           metrics.counters.failed_broadcast_msg_total++;

@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { deriveKey } from '../auth/keys.js';
-import { maskUrlsIn } from '../logging/mask.js';
+import { maskValue } from '../logging/mask.js';
 import { FLAGS, envNameFor, type FlagSpec } from './flags.js';
 import type { BroadcastAdapterKind, BrokerSetting, Config, DisconnectMode, LogLevel, PubsubKind } from './config.js';
 import { presetDefaults } from './presets.js';
@@ -290,9 +290,6 @@ export function helpText(): string {
   return lines.join('\n');
 }
 
-/** `//user:password@host` in URLs (Redis, NATS, RPC) shows as `//******@host` (see logging/mask). */
-const redactCredentials = maskUrlsIn;
-
 /**
  * --print-config: every flag by its name (as the user writes it in flags and ANYCABLE_* env), with its
  * effective value; secret flags masked, credentials in URLs redacted.
@@ -302,11 +299,10 @@ export function printableConfig(flagValues: ReadonlyMap<string, FlagValue>): Rec
   for (const spec of FLAGS) {
     const val = flagValues.get(spec.name);
     if (spec.secret) out[spec.name] = val === '' || val === undefined ? '' : '******';
-    else if (typeof val === 'string') out[spec.name] = redactCredentials(val);
     // Sentinel entries carry a password as `:password@host:port`, without the `//` of a URL.
     else if (spec.name === 'redis_sentinels' && Array.isArray(val)) out[spec.name] = val.map((entry) => entry.replace(/^[^@]*@/, '******@'));
-    else if (Array.isArray(val)) out[spec.name] = val.map(redactCredentials);
-    else out[spec.name] = val;
+    // `//user:password@host` in URLs (Redis, NATS, RPC) shows as `//******@host`.
+    else out[spec.name] = maskValue(val);
   }
   return out;
 }

@@ -27,8 +27,13 @@ export function maskFields(fields: object): object {
   let copy: Record<string, unknown> | null = null;
   for (const [key, val] of Object.entries(fields)) {
     // An Error stays an Error (pino serializes its stack) unless its message carries a credential.
-    const masked: unknown = val instanceof Error ? (maskUrlsIn(val.message) === val.message ? val : maskUrlsIn(val.message)) : maskValue(val);
+    const masked: unknown = val instanceof Error ? maskedError(val) : maskValue(val);
     if (masked !== val) (copy ??= { ...fields } as Record<string, unknown>)[key] = masked;
   }
   return copy ?? fields;
+}
+
+function maskedError(err: Error): Error | string {
+  const message = maskUrlsIn(err.message);
+  return message === err.message ? err : message;
 }

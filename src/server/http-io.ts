@@ -1,5 +1,5 @@
 import type { HttpResponse, HttpRequest } from 'uWebSockets.js';
-import { OneShotReply, type BodyResult, type HttpReply, type HttpRequestView } from './http-route.js';
+import { OneShotReply, type BodyResult, type HttpRequestView } from './http-route.js';
 
 export type { BodyResult, HttpReply, HttpRequestView } from './http-route.js';
 
@@ -45,11 +45,6 @@ export function uwsRequestView(res: HttpResponse, req: HttpRequest, reply: Reply
     getHeader: (name) => headers.get(name) ?? '',
     readBody: (limit) => readUwsBody(reply, headers.get('content-length') ?? '', limit),
   };
-}
-
-/** Collects a request body up to `limit` bytes. Over the limit it stops reading at once. */
-export function readBody(_reply: HttpReply, req: HttpRequestView, limit: number): Promise<BodyResult> {
-  return req.readBody(limit);
 }
 
 function readUwsBody(reply: Reply, contentLength: string, limit: number): Promise<BodyResult> {

@@ -188,7 +188,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     routes.push(metricsRoute(config.metricsHttp, config.apiKey ? [config.apiKey] : 'open', renderMetrics, registry.contentType, logger));
   } else if (registry) {
     // A separate metrics port is an operator network: no key, as anycable-go. node:http answers every scraper.
-    metricsListener = new ApiListener([metricsRoute(config.metricsHttp, 'open', renderMetrics, registry.contentType, logger)], metrics, logger, 'metrics_http');
+    metricsListener = new ApiListener([metricsRoute(config.metricsHttp, 'open', renderMetrics, registry.contentType, logger)], metrics, logger, 'metrics_http', '--metrics_port');
   }
   registerRoutes(app, routes, logger.child({ component: 'http' }));
   const apiListener = config.broadcastAdapters.includes('http') && !sharedBroadcastPort

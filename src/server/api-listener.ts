@@ -16,9 +16,23 @@ import { allowedMethods, METHOD_NOT_ALLOWED, NOT_FOUND, OneShotReply, type BodyR
 export class ApiListener {
   private readonly server: Server;
   private readonly log: Logger;
+  /** path → its routes and the Allow header of a 405, worked out once. */
+  private readonly byPath = new Map<string, { readonly routes: HttpRoute[]; readonly allow: string }>();
 
-  constructor(private readonly routes: readonly HttpRoute[], private readonly metrics: Metrics, logger: Logger, component = 'http_api') {
+  constructor(
+    routes: readonly HttpRoute[],
+    private readonly metrics: Metrics,
+    logger: Logger,
+    component = 'http_api',
+    /** The flag that sets this listener's port, named when the port is taken. */
+    private readonly portFlag = '--http_broadcast_port',
+  ) {
     this.log = logger.child({ component });
+    for (const route of routes) {
+      const entry = this.byPath.get(route.pattern);
+      if (entry) entry.routes.push(route);
+      else this.byPath.set(route.pattern, { routes: [route], allow: allowedMethods(routes, route.pattern) });
+    }
     // requireHostHeader: false so that we answer a missing Host ourselves, with a JSON body.
     this.server = createServer({ requireHostHeader: false, headersTimeout: 10_000, requestTimeout: 30_000 }, (req, res) => this.dispatch(req, res));
     this.server.keepAliveTimeout = 5_000;
@@ -30,7 +44,7 @@ export class ApiListener {
     return new Promise((resolve, reject) => {
       const onError = (err: Error & { code?: string }): void => {
         reject(new CablecatError('CABLECAT_ERR_LISTEN', `cannot listen on ${host}:${port} for the HTTP API (${err.code ?? err.message}): ` +
-          'set --http_broadcast_port to a free port'));
+          `set ${this.portFlag} to a free port`));
       };
       this.server.once('error', onError);
       this.server.listen({ host, port }, () => {
@@ -69,17 +83,17 @@ export class ApiListener {
       return;
     }
     const method = req.method ?? 'GET';
-    const onPath = this.routes.filter((r) => r.pattern === path);
-    const route = onPath.find((r) => r.method.toUpperCase() === method || (method === 'HEAD' && r.method === 'get'));
+    const onPath = this.byPath.get(path);
+    if (onPath === undefined) {
+      reply.json('404 Not Found', NOT_FOUND);
+      return;
+    }
+    const route = onPath.routes.find((r) => r.method.toUpperCase() === method || (method === 'HEAD' && r.method === 'get'));
     if (route) {
       runRoute(route, reply, nodeRequestView(req, reply, path), this.log);
       return;
     }
-    if (onPath.length > 0) {
-      reply.send('405 Method Not Allowed', JSON.stringify(METHOD_NOT_ALLOWED), { 'Content-Type': 'application/json', Allow: allowedMethods(this.routes, path) });
-      return;
-    }
-    reply.json('404 Not Found', NOT_FOUND);
+    reply.send('405 Method Not Allowed', JSON.stringify(METHOD_NOT_ALLOWED), { 'Content-Type': 'application/json', Allow: onPath.allow });
   }
 
   /** A request node's parser rejects: a JSON 400 (or 431/413) and close, never a silent hang. */

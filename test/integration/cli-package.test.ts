@@ -141,6 +141,13 @@ describe('start-up errors name what is wrong, in the config-error format', () =>
 });
 
 describe('npm start', () => {
+  test('npm start runs the built server without compiling first (no prestart, no tsc on the start path)', () => {
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    assert.equal(manifest.scripts.prestart, undefined);
+    assert.doesNotMatch(manifest.scripts.start ?? '', /tsc|build/);
+    assert.match(manifest.scripts.start ?? '', /node bin\/cablecat\.js/);
+  });
+
   test('SIGTERM to the npm process stops the server and frees the port', async () => {
     const port = await freePort();
     const npm = spawn('npm', ['start', '--', '--port', String(port), '--host', '127.0.0.1', '--noauth', '--norpc', '--log_format', 'json'], {

@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import WebSocket from 'ws';
@@ -9,6 +9,7 @@ import { RawClient, identifier } from '../helpers/ws-client.js';
 import { withServer, TEST_SECRET } from '../helpers/server.js';
 import { sleep } from '../helpers/http.js';
 import { chromium } from 'playwright-core';
+import { readmeBlock } from '../helpers/readme.js';
 
 // The same Chromium as the SSE browser test (scripts/ensure-chromium.js installs it).
 const CHROMIUM = process.env.CABLECAT_CHROMIUM || '/usr/bin/chromium';
@@ -17,16 +18,6 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-firs
 const ROOT = process.cwd();
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 
-/** The code block that follows `<!-- readme-test:<name> -->` in README.md. */
-function readmeBlock(name: string): string {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const marker = `<!-- readme-test:${name} -->`;
-  const at = readme.indexOf(marker);
-  assert.ok(at !== -1, `README has ${marker}`);
-  const match = /```[a-z]*\n([\s\S]*?)```/.exec(readme.slice(at));
-  assert.ok(match?.[1], `a code block follows ${marker}`);
-  return match[1].trimEnd();
-}
 
 /** Waits for a condition on something that grows (stdout, received frames) without sleeping blindly. */
 async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 5000): Promise<T> {

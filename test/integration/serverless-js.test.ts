@@ -1,7 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { register } from 'node:module';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type * as Serverless from '@anycable/serverless-js';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
+import { readmeBlock } from '../helpers/readme.js';
 
 // The second real RPC app: the README's Node.js backend on @anycable/serverless-js, run as its own process,
 // with cablecat talking HTTP RPC to it and its broadcaster posting to cablecat's /_broadcast.
@@ -17,15 +18,6 @@ const ROOT = process.cwd();
 const RPC_SECRET = `rpc-${randomBytes(8).toString('hex')}`;
 const BROADCAST_KEY = `bk-${randomBytes(8).toString('hex')}`;
 
-function readmeBlock(name: string): string {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const marker = `<!-- readme-test:${name} -->`;
-  const at = readme.indexOf(marker);
-  assert.ok(at !== -1, `README has ${marker}`);
-  const match = /```[a-z]*\n([\s\S]*?)```/.exec(readme.slice(at));
-  assert.ok(match?.[1], `a code block follows ${marker}`);
-  return match[1];
-}
 
 async function freePort(): Promise<number> {
   const server = createServer().listen(0, '127.0.0.1');
@@ -72,7 +64,7 @@ describe('@anycable/serverless-js backend (the README example) over HTTP RPC', (
     // Inside the checkout, so the example resolves @anycable/serverless-js from node_modules as an app would.
     mkdirSync(join(ROOT, 'dist/tmp'), { recursive: true });
     file = join(ROOT, 'dist/tmp', `readme-backend-${randomBytes(4).toString('hex')}.mjs`);
-    writeFileSync(file, readmeBlock('node-backend'));
+    writeFileSync(file, `${readmeBlock('node-backend')}\n`);
     backend = spawn(process.execPath, [file], {
       env: {
         PATH: process.env.PATH, PORT: String(backendPort), CABLECAT_BROADCAST_URL: `http://127.0.0.1:${apiPort}/_broadcast`,

@@ -8,6 +8,7 @@ import { Metrics } from '../../src/metrics/metrics.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { LogCapture } from '../helpers/server.js';
 import type { SessionState } from '../../src/node/session.js';
+import { prng } from '../helpers/prng.js';
 
 const TTL_S = 15;
 const logger = createLogger({ level: 'warn', format: 'json', destination: new LogCapture() });
@@ -42,16 +43,6 @@ function laggy(store: PresenceStore, delay: () => number): PresenceStore {
   };
 }
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function setup(delay: () => number = () => 0): { service: PresenceService; events: string[]; clock: { t: number } } {
   const clock = { t: Date.now() };

@@ -7,6 +7,7 @@ import type { ExpiredLeave, PresenceSnapshot, PresenceStore } from '../../src/pr
 import { MemoryPresence } from '../../src/presence/memory-presence.js';
 import { RedisPresence } from '../../src/presence/redis-presence.js';
 import { NatsPresence } from '../../src/presence/nats-presence.js';
+import { prng } from '../helpers/prng.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const NATS_URL = 'nats://127.0.0.1:4222';
@@ -99,17 +100,6 @@ function sorted(leaves: readonly ExpiredLeave[]): ExpiredLeave[] {
   return [...leaves].sort((x, y) => (x.stream + x.id).localeCompare(y.stream + y.id));
 }
 
-/** Mulberry32: a small seeded PRNG, so a failing interleaving can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 for (const backend of backends) {
   describe(`${backend.name} presence store`, () => {

@@ -51,24 +51,35 @@ function readUwsBody(reply: Reply, contentLength: string, limit: number): Promis
   const declared = Number.parseInt(contentLength || '0', 10);
   if (declared > limit) return Promise.resolve({ ok: false, reason: 'too_large' });
   return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
     let settled = false;
-    reply.onAbort(() => { if (!settled) { settled = true; resolve({ ok: false, reason: 'aborted' }); } });
-    reply.res.onData((chunk, isLast) => {
+    const settle = (result: BodyResult): void => {
       if (settled) return;
-      size += chunk.byteLength;
-      if (size > limit) {
-        settled = true;
-        resolve({ ok: false, reason: 'too_large' });
-        return;
-      }
-      // Copy: uWS reuses the chunk's memory after this callback.
-      chunks.push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) {
-        settled = true;
-        resolve({ ok: true, body: Buffer.concat(chunks, size) });
-      }
-    });
+      settled = true;
+      resolve(result);
+    };
+    reply.onAbort(() => settle({ ok: false, reason: 'aborted' }));
+    collectUwsBody(reply.res, limit, settle);
+  });
+}
+
+/** Collects a uWS request body up to `limit` bytes, then calls `done` once; over the limit it stops reading at once. */
+export function collectUwsBody(res: HttpResponse, limit: number, done: (result: BodyResult) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let settled = false;
+  res.onData((chunk, isLast) => {
+    if (settled) return;
+    size += chunk.byteLength;
+    if (size > limit) {
+      settled = true;
+      done({ ok: false, reason: 'too_large' });
+      return;
+    }
+    // Copy: uWS reuses the chunk's memory after this callback.
+    chunks.push(Buffer.from(new Uint8Array(chunk)));
+    if (isLast) {
+      settled = true;
+      done({ ok: true, body: Buffer.concat(chunks, size) });
+    }
   });
 }

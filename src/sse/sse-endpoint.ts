@@ -12,6 +12,7 @@ import { VERSION } from '../version.js';
 import { SseSocket, type SseSocketListener } from './sse-socket.js';
 import type { SseTopics } from './sse-topics.js';
 import { commandsFromBody, commandsFromQuery, MAX_POST_BODY_BYTES, type SseCommands, type SubscribeFrame } from './sse-request.js';
+import { collectUwsBody } from '../server/http-io.js';
 
 export interface SseEndpointOptions extends UpgradeOptions {
   readonly path: string;
@@ -152,13 +153,13 @@ export class SseEndpoint {
       connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
       return;
     }
-    readBody(res, MAX_POST_BODY_BYTES, (body) => {
+    collectUwsBody(res, MAX_POST_BODY_BYTES, (body) => {
       if (socket.isClosed) return;
-      if (body === null) {
+      if (!body.ok) {
         connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
         return;
       }
-      connection.start(commandsFromBody(body, query, lastEventId));
+      connection.start(commandsFromBody(body.body.toString('utf8'), query, lastEventId));
     });
   }
 
@@ -290,24 +291,3 @@ function toArrayBuffer(text: string): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
 }
 
-/** Reads a request body up to `limit` bytes; null when it is bigger (reading stops at once). */
-function readBody(res: HttpResponse, limit: number, done: (body: string | null) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let settled = false;
-  res.onData((chunk, isLast) => {
-    if (settled) return;
-    size += chunk.byteLength;
-    if (size > limit) {
-      settled = true;
-      done(null);
-      return;
-    }
-    // Copy: uWS reuses the chunk's memory after this callback.
-    chunks.push(Buffer.from(new Uint8Array(chunk)));
-    if (isLast) {
-      settled = true;
-      done(Buffer.concat(chunks, size).toString('utf8'));
-    }
-  });
-}

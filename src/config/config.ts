@@ -12,6 +12,8 @@ export interface Config {
   readonly healthPath: string;
   readonly allowedOrigins: readonly string[];
   readonly maxConn: number;
+  /** uWS worker threads serving the port as one node (1 = the main thread serves alone). */
+  readonly workers: number;
   readonly shutdownTimeoutMs: number;
   readonly sslCert: string;
   readonly sslKey: string;

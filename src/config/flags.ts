@@ -38,6 +38,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'max_command_queue_size', kind: 'int', default: '262144', group: 'server', help: 'Max bytes of client commands waiting for RPC per connection; over it: close 1013 (one command is always accepted)', min: 1024 },
   { name: 'sse', kind: 'bool', default: 'false', group: 'server', help: 'Serve Server-Sent Events at --sse_path (GET/POST, same auth and broadcasts as WebSockets)' },
   { name: 'sse_path', kind: 'string', default: '/events', group: 'server', help: 'SSE endpoint path' },
+  { name: 'workers', kind: 'string', default: '1', group: 'server', help: 'uWebSockets.js worker threads serving the port as one node (auto = one per core)' },
   { name: 'ws_max_pending_size', kind: 'int', default: '1048576', group: 'server', help: 'Max send buffer per connection before a too_slow disconnect, bytes', min: 1024 },
   // auth
   { name: 'secret', kind: 'string', default: '', group: 'auth', help: 'Application secret: JWT secret and source of derived keys', secret: true },

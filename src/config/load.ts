@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ConfigError } from '../errors.js';
 import { deriveKey } from '../auth/keys.js';
 import { maskValue } from '../logging/mask.js';
@@ -169,6 +170,7 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
     problems.push(`--metrics_port and --http_broadcast_port are both ${int('metrics_port')}: give them different ports`);
   }
   const metricsTags = parseTags(strs('metrics_tags'), problems);
+  const workers = parseWorkers(str('workers'), problems);
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -179,6 +181,7 @@ export function loadConfig(rawArgv: readonly string[], rawEnv: NodeJS.ProcessEnv
     healthPath: str('health_path'),
     allowedOrigins: strs('allowed_origins').map((o) => o.toLowerCase()),
     maxConn: int('max_conn'),
+    workers,
     shutdownTimeoutMs: int('shutdown_timeout') * 1000,
     sslCert: str('ssl_cert'),
     sslKey: str('ssl_key'),
@@ -305,4 +308,18 @@ export function printableConfig(flagValues: ReadonlyMap<string, FlagValue>): Rec
     else out[spec.name] = maskValue(val);
   }
   return out;
+}
+
+/** Most worker threads a node takes: past the core count they only add switching. */
+export const MAX_WORKERS = 256;
+
+/** `--workers`: a count, or `auto` for one per core. */
+function parseWorkers(value: string, problems: string[]): number {
+  if (value === 'auto') return Math.max(1, availableParallelism());
+  if (/^[0-9]+$/.test(value)) {
+    const n = Number(value);
+    if (n >= 1 && n <= MAX_WORKERS) return n;
+  }
+  problems.push(`--workers: "${value}" must be auto or a number from 1 to ${MAX_WORKERS}`);
+  return 1;
 }

@@ -1,5 +1,6 @@
 // The load client: one process, the same for every server. Bounded counts and time; prints one JSON line.
 import { request } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { RawWs } from './raw-ws.js';
 
@@ -21,12 +22,33 @@ export interface LoadArgs {
   stream: string;
   /** replay: messages stored before the clients come back. */
   history?: number;
+  /**
+   * fanout: false when another load process sends the broadcasts (two load processes share one run); this one
+   * then learns each broadcast's send time from the `t` its sampled clients parse.
+   */
+  send?: boolean;
+  /** connect, fanout: also write every time (connect) or latency (fanout), ms, as raw Float64 to this file. */
+  rawOut?: string;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as LoadArgs;
 const identifier = JSON.stringify({ channel: '$pubsub', stream_name: args.stream });
 const subscribeFrame = JSON.stringify({ command: 'subscribe', identifier });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Wall-clock ms with sub-ms resolution: comparable between the load processes of one run. */
+const now = (): number => performance.timeOrigin + performance.now();
+const PAD = 200;
+/**
+ * A broadcast's data: its number, its send time and padding; the padding shrinks by what `t` takes, so the
+ * frame is as long as the ~230-byte frame of earlier runs ({"i":…,"pad":"x…"} with 200 x).
+ */
+function broadcastData(i: number, t: number): string {
+  const bare = JSON.stringify({ i, t: Number(t.toFixed(3)), pad: '' });
+  return JSON.stringify({ i, t: Number(t.toFixed(3)), pad: 'x'.repeat(Math.max(0, PAD + JSON.stringify({ i, pad: '' }).length - bare.length)) });
+}
+function writeRaw(values: ArrayLike<number>): void {
+  if (args.rawOut) writeFileSync(args.rawOut, new Uint8Array(Float64Array.from(values).buffer));
+}
 
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;
@@ -67,12 +89,12 @@ async function open(subscribe: boolean): Promise<{ ws: RawWs; ms: number }> {
   return { ws: opened, ms: performance.now() - started };
 }
 
-async function openMany(n: number, subscribe: boolean): Promise<{ sockets: RawWs[]; times: number[]; failed: number; seconds: number }> {
+async function openMany(n: number, subscribe: boolean): Promise<{ sockets: RawWs[]; times: number[]; failed: number; started: number; ended: number }> {
   const sockets: RawWs[] = [];
   const times: number[] = [];
   let failed = 0;
   let next = 0;
-  const started = performance.now();
+  const started = now();
   const worker = async (): Promise<void> => {
     while (next < n) {
       next++;
@@ -87,7 +109,7 @@ async function openMany(n: number, subscribe: boolean): Promise<{ sockets: RawWs
     }
   };
   await Promise.all(Array.from({ length: Math.min(args.concurrency, n) }, worker));
-  return { sockets, times, failed, seconds: (performance.now() - started) / 1000 };
+  return { sockets, times, failed, started, ended: now() };
 }
 
 function post(body: string): Promise<number> {
@@ -145,9 +167,11 @@ async function replay(): Promise<void> {
 async function main(): Promise<void> {
   if (args.mode === 'replay') return replay();
   if (args.mode === 'connect') {
-    const { sockets, times, failed, seconds } = await openMany(args.count, true);
+    const { sockets, times, failed, started, ended } = await openMany(args.count, true);
     for (const ws of sockets) ws.destroy();
-    console.log(JSON.stringify({ connected: sockets.length, failed, rate: sockets.length / seconds, p50: percentile(times, 50), p99: percentile(times, 99) }));
+    writeRaw(times);
+    // started/ended (wall clock, ms): two load processes' rates are merged over the span of both.
+    console.log(JSON.stringify({ connected: sockets.length, failed, rate: sockets.length / ((ended - started) / 1000), p50: percentile(times, 50), p99: percentile(times, 99), started, ended }));
     return;
   }
   if (args.mode === 'idle') {
@@ -161,9 +185,11 @@ async function main(): Promise<void> {
   const { sockets, failed } = await openMany(args.count, true);
   // Every client times every delivery without parsing it: broadcasts go out one by one and arrive in
   // order per connection, so a client's k-th frame is broadcast k. A sample also parses each frame
-  // and checks that it really is broadcast k.
+  // and checks that it really is broadcast k (and, when another process sends, learns its send time `t`).
+  // Arrival times are kept and turned into latencies at the end, when every send time is known.
   const sendTimes: number[] = [];
-  const latencies = new Float64Array(sockets.length * args.broadcasts);
+  const arrivals = new Float64Array(sockets.length * args.broadcasts);
+  const which = new Uint32Array(sockets.length * args.broadcasts);
   let received = 0;
   let misordered = 0;
   let lastAt = 0;
@@ -171,10 +197,18 @@ async function main(): Promise<void> {
     let k = 0;
     ws.onFrame = (payload) => {
       if (payload[2] !== 0x69) return; // a ping ({"type"…), not {"identifier"…
-      const now = performance.now();
-      latencies[received++] = now - (sendTimes[k] ?? now);
-      lastAt = now;
-      if (i < args.sample && (JSON.parse(payload.toString()) as { message?: { i?: number } }).message?.i !== k) misordered++;
+      const at = now();
+      if (received < arrivals.length) {
+        arrivals[received] = at;
+        which[received] = k;
+      }
+      received++;
+      lastAt = at;
+      if (i < args.sample) {
+        const message = (JSON.parse(payload.toString()) as { message?: { i?: number; t?: number } }).message;
+        if (message?.i !== k) misordered++;
+        else if (sendTimes[k] === undefined && typeof message.t === 'number') sendTimes[k] = message.t;
+      }
       k++;
     };
   });
@@ -183,24 +217,38 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({ phase: 'subscribed' }));
   await new Promise((r) => process.stdin.once('data', r));
   process.stdin.pause();
-  const redis = args.redisChannel ? new Redis('redis://127.0.0.1:6379') : null;
-  const started = performance.now();
-  for (let i = 0; i < args.broadcasts; i++) {
-    sendTimes.push(performance.now());
-    const payload = JSON.stringify({ stream: args.stream, data: JSON.stringify({ i, pad: 'x'.repeat(200) }) });
-    if (redis && args.redisChannel) await redis.publish(args.redisChannel, payload);
-    else await post(payload);
-    if (args.interval > 0) await sleep(args.interval);
+  const sending = args.send !== false;
+  const redis = sending && args.redisChannel ? new Redis('redis://127.0.0.1:6379') : null;
+  const goAt = now();
+  if (sending) {
+    for (let i = 0; i < args.broadcasts; i++) {
+      const t = now();
+      sendTimes[i] = t;
+      const payload = JSON.stringify({ stream: args.stream, data: broadcastData(i, t) });
+      if (redis && args.redisChannel) await redis.publish(args.redisChannel, payload);
+      else await post(payload);
+      if (args.interval > 0) await sleep(args.interval);
+    }
+    const deadline = now() + 30_000;
+    while (received < expected && now() < deadline) await sleep(20);
+  } else {
+    // Another process sends: wait for everything, or for 30 s without a new frame.
+    while (received < expected && now() - Math.max(lastAt, goAt) < 30_000) await sleep(20);
   }
-  const deadline = performance.now() + 30_000;
-  while (received < expected && performance.now() < deadline) await sleep(20);
-  const seconds = ((lastAt || performance.now()) - started) / 1000;
+  const started = sendTimes[0] ?? goAt;
+  const seconds = ((lastAt || now()) - started) / 1000;
   for (const ws of sockets) ws.destroy();
   redis?.disconnect();
-  const all = Array.from(latencies.subarray(0, Math.min(received, latencies.length)));
+  const kept = Math.min(received, arrivals.length);
+  const all = new Array<number>(kept);
+  for (let j = 0; j < kept; j++) {
+    const k = which[j] ?? 0;
+    all[j] = (arrivals[j] ?? 0) - (sendTimes[k] ?? arrivals[j] ?? 0);
+  }
+  writeRaw(all);
   console.log(JSON.stringify({
     subscribers: sockets.length, failed, expected, received, lost: expected - received, misordered, deliveriesPerS: received / seconds,
-    p50: percentile(all, 50), p95: percentile(all, 95), p99: percentile(all, 99), max: percentile(all, 100),
+    p50: percentile(all, 50), p95: percentile(all, 95), p99: percentile(all, 99), max: percentile(all, 100), started, ended: lastAt || now(),
   }));
 }
 

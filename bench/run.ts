@@ -1,8 +1,11 @@
-// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory,replay] [--broadcasts=50]
+// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory,replay,forward] [--broadcasts=50] [--workers=1,2]
 // Each server is its own process (pinned to core 0 when taskset exists), the load client another (core 1).
+// With --workers, cablecat with N worker threads and bare uWS also run on both cores, loaded by two client
+// processes at once (they share the cores with the server).
 // Numbers are reported next to the baselines of the same run, and as ratios to the bare uWS limit.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { createSecretKey } from 'node:crypto';
@@ -12,7 +15,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const opt = (name: string, def: string): string => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? def;
 const sizes = opt('sizes', '1000,5000').split(',').map(Number);
-const scenarios = opt('scenarios', 'connect,fanout,memory,replay').split(',');
+const scenarios = opt('scenarios', 'connect,fanout,memory,replay,forward').split(',');
 const broadcasts = Number(opt('broadcasts', '50'));
 const interval = Number(opt('interval', '0'));
 const only = opt('servers', '').split(',').filter((s) => s !== '');
@@ -22,16 +25,22 @@ const only = opt('servers', '').split(',').filter((s) => s !== '');
  * fewer events per wakeup); ratios are taken between the medians of the rounds.
  */
 const rounds = Number(opt('rounds', '1'));
+/** --workers=1,2: also cablecat-jwt-w1, -w2 (`--workers N`) and bare-uws-2l, on both cores with two load clients. */
+const workerCounts = opt('workers', '').split(',').filter((s) => s !== '').map(Number);
+/** The forward scenario: many broadcasts to few subscribers, to read the main thread's cost per broadcast. */
+const FORWARD_SUBSCRIBERS = 10;
+const FORWARD_BROADCASTS = Number(opt('forward_broadcasts', '3000'));
 const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).stdout.trim() !== '';
 const SECRET = 'bench-secret-0123456789abcdef';
 // Ports are options so two runs on one machine don't collide.
 const RPC_PORT = Number(opt('rpc_port', '50061'));
 
-function pinned(core: number, args: string[]): [string, string[]] {
-  return hasTaskset ? ['taskset', ['-c', String(core), process.execPath, ...args]] : [process.execPath, args];
+/** `cores` is a taskset list: '0', '1' or '0,1' (taskset execs node: the child's pid is node's). */
+function pinned(cores: string, args: string[]): [string, string[]] {
+  return hasTaskset ? ['taskset', ['-c', cores, process.execPath, ...args]] : [process.execPath, args];
 }
 
-async function startProcess(core: number, args: string[], ready: RegExp): Promise<ChildProcess> {
+async function startProcess(core: string, args: string[], ready: RegExp): Promise<ChildProcess> {
   const [cmd, argv] = pinned(core, args);
   const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], cwd: root, env: { ...process.env, NODE_ENV: 'development' } });
   let timer: NodeJS.Timeout | undefined;
@@ -60,6 +69,12 @@ interface ServerSpec {
   readonly redisChannel?: string;
   /** Runs with a broker: also the history replay scenario. */
   readonly broker?: boolean;
+  /**
+   * The workers comparison: the server may use both cores (taskset 0,1) and the load is spread over two
+   * client processes on the same two cores. `workers` is cablecat's --workers (absent for bare uWS).
+   */
+  readonly spread?: boolean;
+  readonly workers?: number;
 }
 
 /** --before=<checkout>: also runs the cablecat built in another checkout (its dist/), for before/after in one run. */
@@ -78,13 +93,25 @@ const SERVERS: readonly ServerSpec[] = [
   { name: 'cablecat-broker-memory', args: (p) => cablecatArgs(p, ['--norpc', '--broker', 'memory']), ready: /cablecat started/, jwt: true, fanoutOnly: true, broker: true },
   { name: 'cablecat-broker-redis', args: (p) => cablecatArgs(p, ['--norpc', '--broker', 'redis']), ready: /cablecat started/, jwt: true, fanoutOnly: true, broker: true },
   { name: 'cablecat-rpc', args: (p) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never']), ready: /cablecat started/, jwt: false, connectOnly: true },
+  ...(workerCounts.length > 0 ? [{ name: 'bare-uws-2l', args: (p: number) => [join(here, 'baselines/bare-uws.js'), String(p)], ready: /ready/, jwt: true, spread: true }] : []),
+  ...workerCounts.map((n): ServerSpec => ({ name: `cablecat-jwt-w${n}`, args: (p) => cablecatArgs(p, ['--norpc', '--workers', String(n)]), ready: /cablecat started/, jwt: true, spread: true, workers: n })),
   ...(beforeRoot ? [{ name: 'cablecat-rpc-before', args: (p: number) => cablecatArgs(p, ['--rpc_host', `127.0.0.1:${RPC_PORT}`, '--disconnect_mode', 'never'], beforeRoot), ready: /cablecat started/, jwt: false, connectOnly: true }] : []),
 ];
 
-/** Runs the load client; `onPhase` answers its intermediate `{"phase":…}` lines (then it writes "go"). */
-function runLoad(args: Record<string, unknown>, onPhase: () => void = () => undefined): { child: ChildProcess; result: Promise<Record<string, number>> } {
-  const [cmd, argv] = pinned(1, [join(here, 'load.js'), JSON.stringify(args)]);
+interface Load {
+  readonly child: ChildProcess;
+  /** Resolves when the client reports its subscriptions in place (fanout); then it waits for go(). */
+  readonly phase: Promise<void>;
+  readonly result: Promise<Record<string, number>>;
+  go(): void;
+}
+
+/** Runs one load client process on `cores`. */
+function runLoad(args: Record<string, unknown>, cores = '1'): Load {
+  const [cmd, argv] = pinned(cores, [join(here, 'load.js'), JSON.stringify(args)]);
   const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let onPhase: () => void = () => undefined;
+  const phase = new Promise<void>((resolve) => { onPhase = resolve; });
   const result = new Promise<Record<string, number>>((resolve, reject) => {
     let pending = '';
     child.stdout?.on('data', (d: Buffer) => {
@@ -93,28 +120,77 @@ function runLoad(args: Record<string, unknown>, onPhase: () => void = () => unde
       pending = lines.pop() ?? '';
       for (const line of lines.filter((l) => l.startsWith('{'))) {
         const value = JSON.parse(line) as Record<string, number>;
-        if ('phase' in value) {
-          onPhase();
-          child.stdin?.write('go\n');
-        } else {
-          resolve(value);
-        }
+        if ('phase' in value) onPhase();
+        else resolve(value);
       }
     });
     child.once('exit', () => reject(new Error('load client exited without a result')));
   });
-  return { child, result };
+  return { child, phase, result, go: () => { child.stdin?.write('go\n'); } };
+}
+
+const rawDir = mkdtempSync(join(tmpdir(), 'cablecat-bench-'));
+let rawSeq = 0;
+
+/**
+ * Runs the load of one measurement in `parts` client processes at once (1: core 1; 2: both cores, shared
+ * with the server), each with its share of the count, concurrency and sample; only the first sends the
+ * broadcasts. Counts are summed, rates taken over the wall-clock span of all parts, percentiles over the
+ * merged raw samples. `atPhase` runs once every part has its subscriptions in place, before go.
+ */
+async function runLoads(args: Record<string, unknown> & { count: number; concurrency: number; sample: number }, parts: number, atPhase: () => void = () => undefined): Promise<Record<string, number>> {
+  const share = (n: number, i: number): number => Math.floor(n / parts) + (i < n % parts ? 1 : 0);
+  const files = Array.from({ length: parts }, () => join(rawDir, `raw-${rawSeq++}.f64`));
+  const loads = files.map((rawOut, i) => runLoad({ ...args, count: share(args.count, i), concurrency: Math.max(1, share(args.concurrency, i)), sample: share(args.sample, i), send: i === 0, ...(parts > 1 ? { rawOut } : {}) }, parts === 1 ? '1' : '0,1'));
+  if (args.mode === 'fanout') {
+    await Promise.all(loads.map((l) => l.phase));
+    atPhase();
+    for (const l of loads) l.go();
+  }
+  const results = await Promise.all(loads.map((l) => l.result));
+  if (parts === 1) return results[0] ?? {};
+  const chunks = files.map((file) => {
+    const bytes = readFileSync(file);
+    rmSync(file, { force: true });
+    return new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  });
+  const raw = new Float64Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((at, c) => { raw.set(c, at); return at + c.length; }, 0);
+  raw.sort(); // a typed array sorts numerically
+  const pct = (p: number): number => raw[Math.min(raw.length - 1, Math.floor((p / 100) * raw.length))] ?? 0;
+  const sum = (key: string): number => results.reduce((acc, r) => acc + Number(r[key] ?? 0), 0);
+  const span = (Math.max(...results.map((r) => Number(r.ended ?? 0))) - Math.min(...results.map((r) => Number(r.started ?? 0)))) / 1000;
+  if (args.mode === 'connect') {
+    return { connected: sum('connected'), failed: sum('failed'), rate: sum('connected') / span, p50: pct(50), p99: pct(99) };
+  }
+  return { subscribers: sum('subscribers'), failed: sum('failed'), expected: sum('expected'), received: sum('received'), lost: sum('lost'), misordered: sum('misordered'),
+    deliveriesPerS: sum('received') / span, p50: pct(50), p95: pct(95), p99: pct(99), max: pct(100) };
 }
 
 function rssKb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
-/** User and system CPU time of a process, ms (clock ticks are 1/100 s on Linux). */
-function cpuMs(pid: number): { user: number; total: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+/**
+ * User and system CPU time, ms (clock ticks are 1/100 s on Linux). /proc/<pid>/stat is the whole process:
+ * every thread (worker threads, V8's helpers), including threads that have exited; /proc/<pid>/task/<tid>/stat
+ * is one thread.
+ */
+function cpuMs(pid: number, tid?: number): { user: number; total: number } {
+  const file = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+  const fields = readFileSync(file, 'utf8').split(') ')[1]?.split(' ') ?? [];
   const user = Number(fields[11] ?? 0) * 10;
   return { user, total: user + Number(fields[12] ?? 0) * 10 };
+}
+
+/** The process, and its main thread (tid = pid: the JavaScript main thread, the primary in worker mode). */
+function cpuSplit(pid: number): { all: { user: number; total: number }; main: { user: number; total: number } } {
+  return { all: cpuMs(pid), main: cpuMs(pid, pid) };
+}
+
+/** Threads of the process, for the record (a worker mode should show its worker threads here). */
+function threadCount(pid: number): number {
+  try { return readdirSync(`/proc/${pid}/task`).length; } catch { return 0; }
 }
 
 type Row = Record<string, unknown> & { server: string; scenario: string; size: number };
@@ -122,37 +198,47 @@ type Row = Record<string, unknown> & { server: string; scenario: string; size: n
 async function measure(spec: ServerSpec, scenario: string, size: number, pid: number, port: number, token: string): Promise<Row> {
   // A stream per server: the Redis broker keeps history between runs.
   const base = { port, path: spec.jwt ? `/cable?jid=${token}` : '/cable', http: `http://127.0.0.1:${port}`, count: size, concurrency: 100, stream: `bench-${port}-${Date.now()}`, sample: 200, broadcasts, interval, ...(spec.redisChannel ? { redisChannel: spec.redisChannel.replace('PORT', String(port)) } : {}) };
-  const row: Row = { server: spec.name, scenario, size };
+  const row: Row = { server: spec.name, scenario, size, threads: threadCount(pid) };
+  const parts = spec.spread ? 2 : 1;
+  const loadCores = spec.spread ? '0,1' : '1';
   if (scenario === 'connect') {
-    // Warm-up first (the same for every server): a fresh process spends its first connects compiling
-    // (TurboFan) what a long-running server has long compiled; the steady per-connect cost is measured.
-    await runLoad({ ...base, mode: 'connect', count: Math.min(2000, size) }).result;
-    const before = cpuMs(pid);
-    const r = await runLoad({ ...base, mode: 'connect' }).result;
-    const after = cpuMs(pid);
+    // Warm-up first (the same for every server, 2,000 connects per worker): a fresh process spends its first
+    // connects compiling (TurboFan) what a long-running server has long compiled; the steady cost is measured.
+    await runLoads({ ...base, mode: 'connect', count: Math.min(2000 * (spec.workers ?? 1), size) }, parts);
+    const before = cpuSplit(pid);
+    const r = await runLoads({ ...base, mode: 'connect' }, parts);
+    const after = cpuSplit(pid);
     const n = Math.max(1, r.connected ?? 1);
-    return { ...row, ...r, serverCpuUsPerConn: ((after.total - before.total) * 1000) / n, serverUserCpuUsPerConn: ((after.user - before.user) * 1000) / n };
+    return { ...row, ...r, serverCpuUsPerConn: ((after.all.total - before.all.total) * 1000) / n, serverUserCpuUsPerConn: ((after.all.user - before.all.user) * 1000) / n,
+      mainThreadCpuUsPerConn: ((after.main.total - before.main.total) * 1000) / n };
   }
   if (scenario === 'replay') {
     const before = cpuMs(pid);
-    const r = await runLoad({ ...base, mode: 'replay', history: 100 }).result;
+    const r = await runLoads({ ...base, mode: 'replay', history: 100 }, 1);
     return { ...row, ...r, serverCpuUsPerConn: ((cpuMs(pid).total - before.total) * 1000) / Math.max(1, r.caughtUp ?? 1) };
   }
-  if (scenario === 'fanout') {
-    // CPU is read once the subscriptions are in place: connecting is not part of delivering.
-    let before = cpuMs(pid);
-    const r = await runLoad({ ...base, mode: 'fanout' }, () => { before = cpuMs(pid); }).result;
-    return { ...row, ...r, serverUserCpuUsPerDelivery: ((cpuMs(pid).user - before.user) * 1000) / Math.max(1, r.received ?? 1) };
+  if (scenario === 'fanout' || scenario === 'forward') {
+    // CPU is read once the subscriptions are in place: connecting is not part of delivering. `forward` is a
+    // fan-out of many broadcasts to few subscribers: its cost is per broadcast (the HTTP request, and in
+    // worker mode the main thread handing each broadcast to every worker), read per thread.
+    const args = scenario === 'forward' ? { ...base, count: FORWARD_SUBSCRIBERS, broadcasts: FORWARD_BROADCASTS } : base;
+    let before = cpuSplit(pid);
+    const r = await runLoads({ ...args, mode: 'fanout' }, parts, () => { before = cpuSplit(pid); });
+    const after = cpuSplit(pid);
+    const delivered = Math.max(1, r.received ?? 1);
+    const sent = Math.max(1, args.broadcasts);
+    return { ...row, ...r, broadcasts: sent, serverUserCpuUsPerDelivery: ((after.all.user - before.all.user) * 1000) / delivered, serverCpuUsPerDelivery: ((after.all.total - before.all.total) * 1000) / delivered,
+      serverCpuUsPerBroadcast: ((after.all.total - before.all.total) * 1000) / sent, mainThreadCpuUsPerBroadcast: ((after.main.total - before.main.total) * 1000) / sent };
   }
   // Memory of idle subscribed connections, opened in two halves: `all` is the growth over the whole connect
   // (what an operator pays), `marginal` the growth over the second half (one-off heap growth excluded).
   const half = Math.floor(size / 2);
   const start = rssKb(pid);
-  const first = runLoad({ ...base, mode: 'idle', count: half });
+  const first = runLoad({ ...base, mode: 'idle', count: half }, loadCores);
   await first.result;
   await new Promise((r) => setTimeout(r, 1000));
   const middle = rssKb(pid);
-  const second = runLoad({ ...base, mode: 'idle', count: half });
+  const second = runLoad({ ...base, mode: 'idle', count: half }, loadCores);
   await second.result;
   await new Promise((r) => setTimeout(r, 1000));
   const end = rssKb(pid);
@@ -170,11 +256,11 @@ function median(values: readonly number[]): number {
 function table(results: readonly Row[]): string {
   const f = (v: unknown, d = 1): string => (typeof v === 'number' ? v.toFixed(d) : '');
   const lines = [
-    '| server | scenario | n | conn/s | p50 ms | p95 ms | p99 ms | max ms | deliveries/s | lost | server CPU µs/conn (user) | server user CPU µs/delivery | bytes/conn (marginal) | bytes/conn (all) | all caught up s |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| server | scenario | n | conn/s | p50 ms | p95 ms | p99 ms | max ms | deliveries/s | lost | server CPU µs/conn (user) | server user CPU µs/delivery | server CPU µs/delivery | bytes/conn (marginal) | bytes/conn (all) | all caught up s |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
-    lines.push(`| ${r.server} | ${r.scenario} | ${r.size} | ${f(r.rate, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.deliveriesPerS, 0)} | ${r.lost ?? ''} | ${f(r.serverCpuUsPerConn, 0)}${typeof r.serverUserCpuUsPerConn === 'number' ? ` (${f(r.serverUserCpuUsPerConn, 0)})` : ''} | ${f(r.serverUserCpuUsPerDelivery, 2)} | ${r.bytesPerConnection ?? ''} | ${r.bytesPerConnectionAll ?? ''} | ${f(r.allCaughtUpS, 2)} |${r.error ? ` ${String(r.error)}` : ''}`);
+    lines.push(`| ${r.server} | ${r.scenario} | ${r.size} | ${f(r.rate, 0)} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.max)} | ${f(r.deliveriesPerS, 0)} | ${r.lost ?? ''} | ${f(r.serverCpuUsPerConn, 0)}${typeof r.serverUserCpuUsPerConn === 'number' ? ` (${f(r.serverUserCpuUsPerConn, 0)})` : ''} | ${f(r.serverUserCpuUsPerDelivery, 2)} | ${f(r.serverCpuUsPerDelivery, 2)} | ${r.bytesPerConnection ?? ''} | ${r.bytesPerConnectionAll ?? ''} | ${f(r.allCaughtUpS, 2)} |${r.error ? ` ${String(r.error)}` : ''}`);
   }
   return lines.join('\n');
 }
@@ -203,19 +289,64 @@ function ratios(results: readonly Row[]): string {
   return lines.join('\n');
 }
 
+/** --servers filters the servers of every run; the workers comparison runs whenever --workers is given. */
+function selected(spec: ServerSpec): boolean {
+  if (spec.spread) return true;
+  return only.length === 0 ? spec.optIn !== true : only.includes(spec.name);
+}
+
+function runs(spec: ServerSpec, scenario: string): boolean {
+  if (scenario === 'replay') return spec.broker === true;
+  // forward measures the main thread's per-broadcast hand-off to workers: the workers comparison only.
+  if (scenario === 'forward') return spec.spread === true;
+  if (spec.connectOnly) return scenario === 'connect';
+  if (spec.fanoutOnly) return scenario === 'fanout';
+  return true;
+}
+
+/**
+ * The workers comparison of issue 15: cablecat with --workers N and bare uWS, each allowed both cores and
+ * loaded by two client processes on the same cores; CPU per operation is the comparable figure.
+ */
+function workersReport(results: readonly Row[]): string {
+  const get = (server: string, scenario: string, size: number, key: string): number =>
+    median(results.filter((r) => r.server === server && r.scenario === scenario && r.size === size).map((r) => Number(r[key] ?? NaN)).filter(Number.isFinite));
+  const f = (v: number, d = 1): string => (Number.isFinite(v) ? v.toFixed(d) : '');
+  const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? (a / b).toFixed(2) : 'n/a');
+  const names = ['bare-uws-2l', ...workerCounts.map((n) => `cablecat-jwt-w${n}`)];
+  const [w1, w2] = [`cablecat-jwt-w${workerCounts[0] ?? 1}`, `cablecat-jwt-w${workerCounts[1] ?? workerCounts[0] ?? 1}`];
+  const lines = ['Workers comparison (server allowed cores 0–1, two load clients on the same cores, each half the connections):', ''];
+  for (const size of sizes) {
+    lines.push(`n=${size}:`, '',
+      '| server | threads | conn/s | connect p99 ms | CPU µs/connect (user) | main thread µs/connect | deliveries/s | fan-out p99 ms | lost | CPU µs/delivery (user) | µs/broadcast, forward: all threads | main thread | bytes/conn (all) |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const name of names) {
+      const g = (scenario: string, key: string): number => get(name, scenario, size, key);
+      lines.push(`| ${name} | ${f(g('connect', 'threads'), 0)} | ${f(g('connect', 'rate'), 0)} | ${f(g('connect', 'p99'))} | ${f(g('connect', 'serverCpuUsPerConn'), 0)} (${f(g('connect', 'serverUserCpuUsPerConn'), 0)}) | ${f(g('connect', 'mainThreadCpuUsPerConn'), 0)} | ${f(g('fanout', 'deliveriesPerS'), 0)} | ${f(g('fanout', 'p99'))} | ${f(g('fanout', 'lost'), 0)} | ${f(g('fanout', 'serverCpuUsPerDelivery'), 2)} (${f(g('fanout', 'serverUserCpuUsPerDelivery'), 2)}) | ${f(g('forward', 'serverCpuUsPerBroadcast'), 0)} | ${f(g('forward', 'mainThreadCpuUsPerBroadcast'), 0)} | ${f(g('memory', 'bytesPerConnectionAll'), 0)} |`);
+    }
+    const g = (server: string, scenario: string, key: string): number => get(server, scenario, size, key);
+    lines.push('',
+      `  connects/s ${w2}/${w1} = ${ratio(g(w2, 'connect', 'rate'), g(w1, 'connect', 'rate'))}; CPU per connect ${w1}/bare-uws-2l = ${ratio(g(w1, 'connect', 'serverCpuUsPerConn'), g('bare-uws-2l', 'connect', 'serverCpuUsPerConn'))}, ${w2}/bare-uws-2l = ${ratio(g(w2, 'connect', 'serverCpuUsPerConn'), g('bare-uws-2l', 'connect', 'serverCpuUsPerConn'))}, ${w2}/${w1} = ${ratio(g(w2, 'connect', 'serverCpuUsPerConn'), g(w1, 'connect', 'serverCpuUsPerConn'))}`,
+      `  deliveries/s ${w2}/${w1} = ${ratio(g(w2, 'fanout', 'deliveriesPerS'), g(w1, 'fanout', 'deliveriesPerS'))}; CPU per delivery ${w1}/bare-uws-2l = ${ratio(g(w1, 'fanout', 'serverCpuUsPerDelivery'), g('bare-uws-2l', 'fanout', 'serverCpuUsPerDelivery'))}, ${w2}/bare-uws-2l = ${ratio(g(w2, 'fanout', 'serverCpuUsPerDelivery'), g('bare-uws-2l', 'fanout', 'serverCpuUsPerDelivery'))}, ${w2}/${w1} = ${ratio(g(w2, 'fanout', 'serverCpuUsPerDelivery'), g(w1, 'fanout', 'serverCpuUsPerDelivery'))}`,
+      `  main thread CPU per broadcast (forward, ${FORWARD_SUBSCRIBERS} subscribers): ${w1} ${f(g(w1, 'forward', 'mainThreadCpuUsPerBroadcast'))} µs, ${w2} ${f(g(w2, 'forward', 'mainThreadCpuUsPerBroadcast'))} µs, bare-uws-2l ${f(g('bare-uws-2l', 'forward', 'mainThreadCpuUsPerBroadcast'))} µs`,
+      `  one thread, pinned, one load client (same run): CPU per connect cablecat-jwt/bare-uws = ${ratio(g('cablecat-jwt', 'connect', 'serverCpuUsPerConn'), g('bare-uws', 'connect', 'serverCpuUsPerConn'))}; memory (all) cablecat-jwt − bare-uws = ${g('cablecat-jwt', 'memory', 'bytesPerConnectionAll') - g('bare-uws', 'memory', 'bytesPerConnectionAll')} bytes/conn`, '');
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const token = await new SignJWT({ ext: '{"uid":"bench"}' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(createSecretKey(Buffer.from(SECRET)));
-  const rpcApp = await startProcess(1, [join(here, 'rpc-app.js'), String(RPC_PORT)], /ready/);
+  const rpcApp = await startProcess('1', [join(here, 'rpc-app.js'), String(RPC_PORT)], /ready/);
   const results: Row[] = [];
   let port = Number(opt('base_port', '19100'));
   try {
     for (const size of sizes) {
       for (let round = 1; round <= rounds; round++) {
-        for (const spec of SERVERS.filter((s) => (only.length === 0 && s.optIn !== true) || only.includes(s.name))) {
+        for (const spec of SERVERS.filter(selected)) {
           for (const scenario of scenarios) {
-            if (scenario === 'replay' ? !spec.broker : (spec.connectOnly && scenario !== 'connect') || (spec.fanoutOnly && scenario !== 'fanout')) continue;
+            if (!runs(spec, scenario)) continue;
             port++;
-            const server = await startProcess(0, spec.args(port), spec.ready);
+            const server = await startProcess(spec.spread ? '0,1' : '0', spec.args(port), spec.ready);
             await new Promise((r) => setTimeout(r, 300));
             process.stderr.write(`${spec.name} · ${scenario} · ${size}${rounds > 1 ? ` · round ${round}` : ''}\n`);
             try {
@@ -231,11 +362,12 @@ async function main(): Promise<void> {
     }
   } finally {
     rpcApp.kill('SIGKILL');
+    rmSync(rawDir, { recursive: true, force: true });
   }
-  console.log(`\n${table(results)}\n\n${ratios(results)}`);
+  console.log(`\n${table(results)}\n\n${ratios(results)}${workerCounts.length > 0 ? `\n\n${workersReport(results)}` : ''}`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const file = join(root, 'bench/results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ sizes, broadcasts, taskset: hasTaskset, results }, null, 2));
+  writeFileSync(file, JSON.stringify({ sizes, broadcasts, workers: workerCounts, taskset: hasTaskset, results }, null, 2));
   console.log(`\nresults: ${file}`);
 }
 

@@ -17,8 +17,8 @@ export interface HttpBroadcasterOptions {
  */
 export function httpBroadcastRoute(
   opts: HttpBroadcasterOptions,
-  /** False when pub/sub refused a publication (broker down and its hold full). */
-  accept: (pubs: readonly Publication[]) => boolean,
+  /** False when pub/sub refused a publication (broker down and its hold full); a worker thread awaits its node's answer. */
+  accept: (pubs: readonly Publication[]) => boolean | Promise<boolean>,
   metrics: Metrics,
   logger: Logger,
 ): HttpRoute {
@@ -50,7 +50,7 @@ export function httpBroadcastRoute(
         reply.json('422 Unprocessable Entity', { error: 'invalid_payload', detail: parsed.error });
         return;
       }
-      if (!accept(parsed.items)) {
+      if (!(await accept(parsed.items))) {
         // Counted in failed_broadcast_msg_total by pub/sub; the sender must know it was not delivered.
         log.warn({ count: parsed.items.length }, 'broadcast dropped: pub/sub refused it');
         reply.json('503 Service Unavailable', { error: 'pubsub_unavailable', detail: 'the pub/sub broker is down and its hold is full; retry later' });

@@ -3,13 +3,21 @@ import type { Subscriber } from '../pubsub/subscriber.js';
 import type { BroadcastSequencer } from '../reliable/broadcast-sequencer.js';
 import type { Publication } from './message.js';
 
+/** Where publications go in: the pipeline itself, or (in a worker thread) the node's primary thread. */
+export interface PublicationSink {
+  /** App broadcasts and remote commands: counted, positioned by the broker, routed; false when refused. */
+  accept(pubs: readonly Publication[], fanout: boolean): boolean | Promise<boolean>;
+  /** Whispers and presence events: routed only; false when refused. */
+  route(pub: Publication, fanout: boolean): boolean;
+}
+
 /**
  * Where every publication enters, whatever the adapter. A fan-out source (Redis/NATS broadcast
  * channels, which every node hears) is delivered locally; a point source (HTTP, redisx, whispers)
  * goes through pub/sub so each node, this one included, gets it exactly once. With a broker, app
  * broadcasts first get their stream position here, once, on the node they entered.
  */
-export class BroadcastPipeline {
+export class BroadcastPipeline implements PublicationSink {
   constructor(
     private readonly deliverLocally: (pub: Publication) => void,
     private readonly pubsub: Subscriber | null,

@@ -9,6 +9,8 @@ import { VERSION } from '../version.js';
 import { checkSecrets } from './secure-start.js';
 import { describeStartFailure, formatStartFailure } from './start-errors.js';
 import type { Config } from '../config/config.js';
+import type { Logger } from '../logging/logger.js';
+import type { Uws } from '../server/uws.js';
 
 const EXIT_CONFIG = 2;
 
@@ -81,37 +83,42 @@ async function main(argv: readonly string[]): Promise<void> {
     logger.warn('!!! NO SECRET SET: generated a random one for this run only. Set ANYCABLE_SECRET before going to production !!!');
   }
 
-  let cablecat;
+  let server: RunningServer;
   let uwsId;
   try {
-    const [{ createCablecat }, { loadUwsPackage }] = await Promise.all([import('../app/compose.js'), import('../server/uws.js')]);
+    const { loadUwsPackage } = await import('../server/uws.js');
     const uws = loadUwsPackage();
     uwsId = uws.id;
-    cablecat = await createCablecat(config, logger, uws.uws);
-    await cablecat.start();
+    server = await startServer(config, logger, uws.uws);
   } catch (err) {
     const failure = describeStartFailure(err, config);
     logger.debug({ err: errorMessage(err) }, 'start-up failed');
     process.stderr.write(formatStartFailure(failure));
     process.exit(failure.kind === 'config' ? EXIT_CONFIG : 1);
   }
+  const cablecat = server;
   // Signals are handled from the moment the server listens: a SIGTERM during the start-up log must still shut down gracefully.
   let stopping = false;
+  // Worker threads must close their sockets before the process exits, even in a hurry.
+  const exitNow = (code: number): void => {
+    void cablecat.closeNow().finally(() => process.exit(code));
+  };
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second signal, exiting now');
-      process.exit(1);
+      exitNow(1);
+      return;
     }
     stopping = true;
     logger.info({ signal, timeout_s: config.shutdownTimeoutMs / 1000 }, 'shutting down');
     const hardStop = setTimeout(() => {
       logger.warn('shutdown timeout reached, exiting');
-      process.exit(0);
+      exitNow(0);
     }, config.shutdownTimeoutMs + 1000);
     hardStop.unref();
     cablecat.shutdown().then(
       () => { logger.info('shutdown complete'); process.exit(0); },
-      (err: unknown) => { logger.error({ err: errorMessage(err) }, 'shutdown failed'); process.exit(1); },
+      (err: unknown) => { logger.error({ err: errorMessage(err) }, 'shutdown failed'); exitNow(1); },
     );
   };
   process.on('SIGTERM', onSignal);
@@ -121,6 +128,7 @@ async function main(argv: readonly string[]): Promise<void> {
     version: VERSION,
     uws: uwsId,
     address: `${config.sslCert ? 'https' : 'http'}://${config.host}:${cablecat.port}`,
+    workers: config.workers,
     paths: config.paths,
     sse: config.sse ? config.ssePath : 'off',
     http_api: cablecat.apiPort ? `http://${config.host}:${cablecat.apiPort}` : 'off',
@@ -134,6 +142,27 @@ async function main(argv: readonly string[]): Promise<void> {
     process.stdout.write(quickStartText(await quickStartValues(config, { main: cablecat.port, api: cablecat.apiPort }), config.jwtParam));
   }
 
+}
+
+/** What the CLI runs: one thread's server, or a node of worker threads (--workers > 1). */
+interface RunningServer {
+  readonly port: number;
+  readonly apiPort: number;
+  shutdown(): Promise<void>;
+  closeNow(): Promise<void>;
+}
+
+async function startServer(config: Config, logger: Logger, uws: Uws): Promise<RunningServer> {
+  if (config.workers > 1) {
+    const { ClusterPrimary } = await import('../cluster/primary.js');
+    const primary = new ClusterPrimary(config, logger, uws);
+    await primary.start();
+    return { port: primary.port, apiPort: primary.apiPort, shutdown: () => primary.shutdown(), closeNow: () => primary.closeWorkersNow() };
+  }
+  const { createCablecat } = await import('../app/compose.js');
+  const single = await createCablecat(config, logger, uws);
+  await single.start();
+  return { port: single.port, apiPort: single.apiPort, shutdown: () => single.shutdown(), closeNow: async () => single.closeNow() };
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

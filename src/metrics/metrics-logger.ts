@@ -1,12 +1,12 @@
 import type { Logger } from '../logging/logger.js';
-import { COUNTER_NAMES, GAUGE_NAMES, type Metrics } from './metrics.js';
+import { COUNTER_NAMES, GAUGE_NAMES, type MetricsReader } from './metrics.js';
 
 /** `--metrics_log`: logs counter deltas and gauge values every interval. */
 export class MetricsLogger {
   private last: Record<string, number> = {};
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly metrics: Metrics, private readonly logger: Logger, private readonly intervalMs: number) {}
+  constructor(private readonly metrics: MetricsReader, private readonly logger: Logger, private readonly intervalMs: number) {}
 
   start(): void {
     this.snapshot();

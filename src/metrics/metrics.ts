@@ -81,7 +81,13 @@ export const METRIC_HELP: Record<CounterName | GaugeName, string> = {
 
 export type Counters = Record<CounterName, number>;
 
-export class Metrics {
+/** What exporters read: one thread's metrics, or a whole node's (src/cluster). */
+export interface MetricsReader {
+  readonly counters: Readonly<Counters>;
+  gauge(name: GaugeName): number;
+}
+
+export class Metrics implements MetricsReader {
   readonly counters: Counters;
   private readonly gauges = new Map<GaugeName, () => number>();
 

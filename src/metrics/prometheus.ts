@@ -1,8 +1,8 @@
 import { Registry, Counter, Gauge, collectDefaultMetrics } from 'prom-client';
-import { COUNTER_NAMES, GAUGE_NAMES, METRIC_HELP, type Metrics } from './metrics.js';
+import { COUNTER_NAMES, GAUGE_NAMES, METRIC_HELP, type MetricsReader } from './metrics.js';
 
 /** A prom-client registry whose metrics read our plain counters at scrape time. */
-export function createPrometheusRegistry(metrics: Metrics, prefix: string, tags: Readonly<Record<string, string>>): Registry {
+export function createPrometheusRegistry(metrics: MetricsReader, prefix: string, tags: Readonly<Record<string, string>>): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ ...tags });
   for (const name of COUNTER_NAMES) {

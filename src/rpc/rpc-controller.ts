@@ -3,7 +3,7 @@ import { RateLimitedLog } from '../logging/rate-limited.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RpcError, errorMessage } from '../errors.js';
 import type { CallContext, CommandResult, ConnectResult, Controller, DisconnectContext, Status } from '../node/controller.js';
-import { CancelledError, Semaphore } from './semaphore.js';
+import { CancelledError, Semaphore, type CallSlots } from './semaphore.js';
 import {
   STATUS_FAILURE, STATUS_SUCCESS, readCommandResponse, readConnectionResponse, readDisconnectResponse,
   type CommandMessage, type ConnectionRequest, type DisconnectRequest, type Env, type RpcStatus,
@@ -17,6 +17,8 @@ export interface RpcControllerOptions {
   readonly commandTimeoutMs: number;
   /** Deadline of one attempt (0 = the remaining budget). */
   readonly requestTimeoutMs: number;
+  /** Slots shared with the node's other worker threads (the cap is per node); default: `concurrency` of its own. */
+  readonly slots?: CallSlots;
 }
 
 /** anycable-go's backoff bases: resource exhaustion clears fast, an unavailable app takes longer. */
@@ -38,7 +40,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** The app's side of the controller chain: Connect/Command/Disconnect over gRPC or HTTP. */
 export class RpcController implements Controller {
-  private readonly semaphore: Semaphore;
+  private readonly semaphore: CallSlots;
   private readonly log: Logger;
   private readonly quietLog: RateLimitedLog;
 
@@ -48,7 +50,7 @@ export class RpcController implements Controller {
     private readonly metrics: Metrics,
     logger: Logger,
   ) {
-    this.semaphore = new Semaphore(opts.concurrency);
+    this.semaphore = opts.slots ?? new Semaphore(opts.concurrency);
     this.log = logger.child({ component: 'rpc' });
     this.quietLog = new RateLimitedLog(this.log);
     metrics.registerGauge('rpc_pending_num', () => this.semaphore.pending);

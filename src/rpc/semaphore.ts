@@ -12,8 +12,16 @@ interface Waiter {
   next: Waiter | null;
 }
 
+/** Slots for calls in flight: this thread's semaphore, or one shared by a node's worker threads. */
+export interface CallSlots {
+  /** Callers waiting here for a free slot. */
+  readonly pending: number;
+  acquire(signal: AbortSignal): Promise<void>;
+  release(): void;
+}
+
 /** Caps calls in flight; waiters whose connection closed are dropped instead of run. */
-export class Semaphore {
+export class Semaphore implements CallSlots {
   private active = 0;
   private head: Waiter | null = null;
   private tail: Waiter | null = null;

@@ -74,15 +74,19 @@ function listenWithOptions(app: TemplatedApp): ListenWithOptions {
 /**
  * Resolves with the bound port (useful with port 0). uWS sets SO_REUSEPORT by default, so a second
  * server on a taken port would start silently and take half the traffic: we listen exclusively.
- * Several uWS worker threads sharing one port would need SO_REUSEPORT again; keep the check then as
- * an exclusive probe: listen with LIBUS_LISTEN_EXCLUSIVE_PORT first (fails if anyone holds the port,
- * reuseport or not), close it, then let the workers listen with reuseport.
+ * `shared`: a worker thread of a node listens with SO_REUSEPORT beside its siblings; its primary
+ * keeps the port the node's alone (src/cluster/port-guard.ts).
  */
-export function listen(uws: Uws, app: TemplatedApp, host: string, port: number): Promise<{ socket: us_listen_socket; port: number }> {
+export function listen(uws: Uws, app: TemplatedApp, host: string, port: number, shared = false): Promise<{ socket: us_listen_socket; port: number }> {
   return new Promise((resolve, reject) => {
-    listenWithOptions(app)(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
+    listenWithOptions(app)(host, port, shared ? 0 : LIBUS_LISTEN_EXCLUSIVE_PORT, (socket) => {
       if (socket === false) reject(new CablecatError('CABLECAT_ERR_LISTEN', `cannot listen on ${host}:${port}: port ${port} is in use (or not permitted)`));
       else resolve({ socket, port: uws.us_socket_local_port(socket) });
     });
   });
+}
+
+/** Closes the app's listen sockets and every connection at once (uWS 20.30 has app.close(); its typings lack it). */
+export function closeApp(app: TemplatedApp): void {
+  (app as unknown as { close(): void }).close();
 }

@@ -12,6 +12,8 @@ export interface WsEndpointOptions extends UpgradeOptions {
   readonly paths: readonly string[];
   readonly allowedOrigins: readonly string[];
   readonly maxConn: number;
+  /** Connections open on the node (all worker threads); default: this node object's own. */
+  readonly nodeConnections?: () => number;
   readonly maxMessageSize: number;
   readonly maxPendingBytes: number;
   readonly wsApiKey: string;
@@ -77,7 +79,7 @@ export class WsEndpoint {
 
   private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t, userIdFromPath: (req: HttpRequest) => string): void {
     if (!this.accepting) return this.refuse(res, '503 Service Unavailable', 'shutting_down');
-    if (this.opts.maxConn > 0 && this.node.size >= this.opts.maxConn) {
+    if (this.opts.maxConn > 0 && (this.opts.nodeConnections?.() ?? this.node.size) >= this.opts.maxConn) {
       this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, upgrade refused');
       return this.refuse(res, '503 Service Unavailable', 'too_many_connections');
     }

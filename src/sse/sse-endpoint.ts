@@ -18,6 +18,8 @@ export interface SseEndpointOptions extends UpgradeOptions {
   readonly path: string;
   readonly allowedOrigins: readonly string[];
   readonly maxConn: number;
+  /** Connections open on the node (all worker threads); default: this node object's own. */
+  readonly nodeConnections?: () => number;
   readonly wsApiKey: string;
 }
 
@@ -124,7 +126,7 @@ export class SseEndpoint {
       this.log.info({ origin }, 'origin not allowed, SSE request refused');
       return answer('403 Forbidden', 'origin_not_allowed');
     }
-    if (this.opts.maxConn > 0 && this.node.size >= this.opts.maxConn) {
+    if (this.opts.maxConn > 0 && (this.opts.nodeConnections?.() ?? this.node.size) >= this.opts.maxConn) {
       this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, SSE request refused');
       return answer('503 Service Unavailable', 'too_many_connections');
     }

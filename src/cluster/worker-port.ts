@@ -1,0 +1,121 @@
+import type { MessagePort } from 'node:worker_threads';
+import type { Publication } from '../broadcast/message.js';
+import type { PublicationSink } from '../broadcast/pipeline.js';
+import { GAUGE_NAMES, Metrics, type GaugeName } from '../metrics/metrics.js';
+import type { BrokerOp, BrokerOps, MetricsSnapshot, PrimaryMessage, WorkerBirth, WorkerMessage } from './messages.js';
+import { RemoteBroker } from './remote-broker.js';
+import { ConnectionCells } from './shared-cells.js';
+import { SharedSlots } from './shared-slots.js';
+import type { WorkerLink } from './worker-link.js';
+
+interface Pending {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (err: Error) => void;
+}
+
+/** Control messages the worker's entry point handles itself (shutdown, crash). */
+export type ControlMessage = Extract<PrimaryMessage, { t: 'shutdown' } | { t: 'close_now' } | { t: 'crash' }>;
+
+/** The worker's end of its link to the primary thread: requests with ids, deliveries in order. */
+export class WorkerPort implements WorkerLink {
+  readonly broker: RemoteBroker | null;
+  readonly publications: PublicationSink;
+  readonly rpcSlots: SharedSlots;
+  private readonly connections: ConnectionCells;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private deliver: (pub: Publication) => void = () => {};
+  private problem: string | null;
+  private metrics: Metrics | null = null;
+
+  constructor(private readonly port: MessagePort, birth: WorkerBirth, private readonly onControl: (message: ControlMessage) => void) {
+    this.problem = birth.unavailable;
+    this.rpcSlots = new SharedSlots(birth.cells, birth.config.rpcConcurrency, birth.index);
+    this.connections = new ConnectionCells(birth.cells, birth.index);
+    this.broker = birth.brokerKind ? new RemoteBroker(birth.brokerKind, this.brokerCall, () => this.problem === null) : null;
+    this.publications = {
+      accept: (pubs) => this.request<boolean>({ t: 'accept', id: 0, pubs }),
+      route: (pub) => {
+        this.post({ t: 'route', pub });
+        return true;
+      },
+    };
+    port.on('message', (message: PrimaryMessage) => this.receive(message));
+  }
+
+  /** Metrics the primary collects from this worker. */
+  reportMetricsOf(metrics: Metrics): void {
+    this.metrics = metrics;
+  }
+
+  post(message: WorkerMessage): void {
+    this.port.postMessage(message);
+  }
+
+  streamAdded(stream: string): void {
+    this.post({ t: 'stream', stream, followed: true });
+  }
+
+  streamRemoved(stream: string): void {
+    this.post({ t: 'stream', stream, followed: false });
+  }
+
+  onDeliver(deliver: (pub: Publication) => void): void {
+    this.deliver = deliver;
+  }
+
+  nodeConnections(own: number): number {
+    return this.connections.total(own);
+  }
+
+  renderMetrics(): Promise<string> {
+    return this.request<string>({ t: 'render_metrics', id: 0 });
+  }
+
+  unavailable(): string | null {
+    return this.problem;
+  }
+
+  private readonly brokerCall = <K extends BrokerOp>(op: K, args: Parameters<BrokerOps[K]>): ReturnType<BrokerOps[K]> =>
+    this.request({ t: 'broker', id: 0, op, args }) as ReturnType<BrokerOps[K]>;
+
+  /** Sends a request (its id is filled in here) and resolves with the primary's reply. */
+  private request<T>(message: Extract<WorkerMessage, { id: number }>): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.post({ ...message, id });
+    });
+  }
+
+  private receive(message: PrimaryMessage): void {
+    switch (message.t) {
+      case 'deliver':
+        this.deliver(message.pub);
+        return;
+      case 'reply': {
+        const pending = this.pending.get(message.id);
+        if (!pending) return;
+        this.pending.delete(message.id);
+        if (message.ok) pending.resolve(message.value);
+        else pending.reject(new Error(message.error));
+        return;
+      }
+      case 'unavailable':
+        this.problem = message.problem;
+        return;
+      case 'collect_metrics':
+        this.post({ t: 'metrics', id: message.id, snapshot: this.snapshot() });
+        return;
+      default:
+        this.onControl(message);
+    }
+  }
+
+  private snapshot(): MetricsSnapshot {
+    const gauges = {} as Record<GaugeName, number>;
+    for (const name of GAUGE_NAMES) gauges[name] = this.metrics?.gauge(name) ?? 0;
+    // Before the server exists there is nothing counted yet: zeros.
+    return { counters: { ...(this.metrics ?? new Metrics()).counters }, gauges };
+  }
+}

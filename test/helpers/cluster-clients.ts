@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { connectionsPerWorker, type TestCluster } from './cluster.js';
+import { RawClient } from './ws-client.js';
+import { sleep } from './http.js';
+
+/** A client that got its welcome, and the worker that took its connection. */
+export interface PlacedClient {
+  readonly client: RawClient;
+  readonly worker: number;
+  readonly sid: string;
+}
+
+/**
+ * Connects one client and finds out which worker took it (the one whose clients_num went up by one).
+ * Call it sequentially: two connects in flight at once could not be told apart.
+ */
+export async function connectPlaced(cluster: TestCluster, query = ''): Promise<PlacedClient> {
+  const before = await connectionsPerWorker(cluster.primary);
+  const client = await RawClient.connect(`${cluster.url}${query}`);
+  const welcome = (await client.next()) as { type?: unknown; sid?: unknown };
+  assert.equal(typeof welcome.sid, 'string');
+  const sid = welcome.sid as string;
+  assert.ok(sid !== '');
+  assert.deepEqual(welcome, { type: 'welcome', sid });
+  const after = await connectionsPerWorker(cluster.primary);
+  const grew = after.map((n, i) => n - (before[i] ?? 0));
+  const worker = grew.indexOf(1);
+  assert.ok(worker >= 0 && grew.every((d, i) => d === (i === worker ? 1 : 0)), `one worker took the connection: ${JSON.stringify({ before, after })}`);
+  return { client, worker, sid };
+}
+
+/**
+ * Connects clients one by one until every worker holds at least `perWorker` of them (the kernel picks
+ * the worker). `max` bounds the attempts; all the clients connected are returned, in order.
+ */
+export async function connectSpread(cluster: TestCluster, perWorker: number, query = '', max = 60): Promise<PlacedClient[]> {
+  const workers = (await connectionsPerWorker(cluster.primary)).length;
+  const placed: PlacedClient[] = [];
+  const enough = (): boolean => Array.from({ length: workers }, (_, w) => placed.filter((p) => p.worker === w).length).every((n) => n >= perWorker);
+  while (!enough()) {
+    assert.ok(placed.length < max, `after ${max} connections some worker still has fewer than ${perWorker}`);
+    placed.push(await connectPlaced(cluster, query));
+  }
+  return placed;
+}
+
+/** Polls `check` until it holds or `timeoutMs` passes (then throws). */
+export async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(25);
+  }
+}

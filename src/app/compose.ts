@@ -109,14 +109,15 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize,
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
-    { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => publications.route(pub, false), reliable, catchUp, presence },
+    { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => publications.route(pub, false), reliable, catchUp, presence,
+      onSizeChange: link ? (size) => link.connectionsChanged(size) : null },
   );
 
   // Both transports authenticate a request the same way.
   const requestRules = {
     allowedOrigins: config.allowedOrigins,
     maxConn: config.maxConn,
-    nodeConnections: link ? () => link.nodeConnections(node.size) : undefined,
+    nodeConnections: link ? () => link.nodeConnections() : undefined,
     wsApiKey: config.wsApiKey,
     proxiedHeaders: config.headers,
     captureHeaders: !config.norpc,

@@ -35,9 +35,12 @@ export class ConnectionCells {
     this.cells = new Int32Array(buffer);
   }
 
-  /** Records this worker's count and returns the node's total (another worker's count is as of its last upgrade or refresh). */
-  total(own: number): number {
+  /** This worker's count, written on every open and close. */
+  record(own: number): void {
     Atomics.store(this.cells, CONNECTIONS_BASE + this.index, own);
+  }
+
+  total(): number {
     const workers = (this.cells.length - CONNECTIONS_BASE) / 2;
     let sum = 0;
     for (let i = 0; i < workers; i++) sum += Atomics.load(this.cells, CONNECTIONS_BASE + i);

@@ -19,8 +19,10 @@ export interface WorkerLink {
   streamRemoved(stream: string): void;
   /** Registers where the primary's deliveries go (this worker's node). */
   onDeliver(deliver: (pub: Publication) => void): void;
-  /** Connections open on the whole node, given this worker's current count (for --max_conn). */
-  nodeConnections(own: number): number;
+  /** This worker's open connections changed (kept in shared memory for --max_conn). */
+  connectionsChanged(own: number): void;
+  /** Connections open on the whole node (for --max_conn). */
+  nodeConnections(): number;
   /** The Prometheus text of the whole node. */
   renderMetrics(): Promise<string>;
   /** What the primary reports down (health answers 503 naming it), or null. */

@@ -64,8 +64,12 @@ export class WorkerPort implements WorkerLink {
     this.deliver = deliver;
   }
 
-  nodeConnections(own: number): number {
-    return this.connections.total(own);
+  connectionsChanged(own: number): void {
+    this.connections.record(own);
+  }
+
+  nodeConnections(): number {
+    return this.connections.total();
   }
 
   renderMetrics(): Promise<string> {

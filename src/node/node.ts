@@ -40,6 +40,8 @@ export interface NodeDeps extends DispatcherDeps {
   readonly disconnectQueue: DisconnectSink;
   /** Holds live messages of sessions catching up on history. */
   readonly catchUp?: CatchUp | null;
+  /** Told the new count whenever a connection opens or closes (a worker thread shares it with its node for --max_conn). */
+  readonly onSizeChange?: ((size: number) => void) | null;
 }
 
 /**
@@ -91,6 +93,7 @@ export class Node {
 
   onOpen(session: Session, socket: SessionSocket): void {
     this.registry.add(session);
+    this.deps.onSizeChange?.(this.registry.size);
     session.attach(socket);
   }
 
@@ -141,6 +144,7 @@ export class Node {
 
   private transportClosed(session: Session, wasOpen: boolean): void {
     this.registry.remove(session, wasOpen);
+    this.deps.onSizeChange?.(this.registry.size);
     this.liveness.untrack(session);
     this.unwinding.add(session);
     // The TTL of its snapshot counts from now, so the client has sessions_ttl to come back.

@@ -9,7 +9,7 @@ export const EXT = ['actioncable-v1-ext-json'];
 export const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
 
 /** An ext-json client (user 7 by JWT) past its welcome; `query` is appended to the URL (`&sid=…`). */
-export async function connectExt(server: TestServer, opts: { protocols?: string[]; query?: string; headers?: Record<string, string> } = {}): Promise<{ client: RawClient; welcome: Record<string, unknown> }> {
+export async function connectExt(server: Pick<TestServer, 'url'>, opts: { protocols?: string[]; query?: string; headers?: Record<string, string> } = {}): Promise<{ client: RawClient; welcome: Record<string, unknown> }> {
   const token = await signToken(TEST_SECRET, { ext: '{"user_id":"7"}' }, { expiresIn: 300 });
   const client = await RawClient.connect(`${server.url}?jid=${token}${opts.query ?? ''}`, { protocols: opts.protocols ?? EXT, headers: opts.headers ?? {} });
   const welcome = (await client.next()) as Record<string, unknown>;
@@ -26,6 +26,6 @@ export async function subscribeStream(client: RawClient, stream: string, history
 }
 
 /** Broadcasts each value as JSON data on `stream`, one at a time, each answered 201. */
-export async function publishEach(server: TestServer, stream: string, ...datas: unknown[]): Promise<void> {
+export async function publishEach(server: Pick<TestServer, 'http'>, stream: string, ...datas: unknown[]): Promise<void> {
   for (const data of datas) assert.equal((await broadcast(server.http, { stream, data: JSON.stringify(data) }, BROADCAST_KEY)).status, 201);
 }

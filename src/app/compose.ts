@@ -110,7 +110,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
     { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => publications.route(pub, false), reliable, catchUp, presence,
-      onSizeChange: link ? (size) => link.connectionsChanged(size) : null },
+      onSizeChange: link ? (size) => link.connectionsChanged(size) : null, identifierEvents: link },
   );
 
   // Both transports authenticate a request the same way.

@@ -1,8 +1,8 @@
 import { COUNTER_NAMES, type Counters, type GaugeName, type Metrics, type MetricsReader } from '../metrics/metrics.js';
 import type { MetricsSnapshot } from './messages.js';
 
-/** Gauges only the primary knows for the node as a whole (workers' own would count a stream once per worker). */
-const NODE_GAUGES: ReadonlySet<GaugeName> = new Set<GaugeName>(['broadcast_streams_num', 'broker_connected']);
+/** Gauges only the primary knows for the node as a whole (workers' own would count a stream or a user once per worker). */
+const NODE_GAUGES: ReadonlySet<GaugeName> = new Set<GaugeName>(['broadcast_streams_num', 'broker_connected', 'clients_uniq_num']);
 
 /**
  * One node's metrics across its threads: the primary's own (broadcasts, broker, HTTP API) plus the

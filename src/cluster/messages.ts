@@ -32,6 +32,8 @@ export type WorkerMessage =
   | { readonly t: 'listening'; readonly port: number }
   | { readonly t: 'start_failed'; readonly error: string; readonly code: string | null }
   | { readonly t: 'stream'; readonly stream: string; readonly followed: boolean }
+  /** Identifiers that got their first connection on the worker (+1) or lost their last (-1), in order. */
+  | { readonly t: 'identifiers'; readonly changes: readonly (readonly [string, 1 | -1])[] }
   | { readonly t: 'route'; readonly pub: Publication }
   | { readonly t: 'accept'; readonly id: number; readonly pubs: readonly Publication[] }
   | { readonly t: 'broker'; readonly id: number; readonly op: BrokerOp; readonly args: readonly unknown[] }

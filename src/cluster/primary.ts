@@ -31,6 +31,8 @@ interface WorkerSlot {
   thread: Worker;
   /** Streams this worker has subscribers on. */
   readonly streams: Set<string>;
+  /** Connection identifiers with a connection on this worker. */
+  readonly identifiers: Set<string>;
   bornAt: number;
   /** Consecutive quick crashes, for the respawn backoff. */
   quickCrashes: number;
@@ -56,6 +58,8 @@ export class ClusterPrimary {
   private readonly slots: (WorkerSlot | null)[];
   /** Stream → how many workers follow it; pub/sub follows the stream while it is above zero. */
   private readonly followers = new Map<string, number>();
+  /** Connection identifiers → how many workers have connections with them (clients_uniq_num). */
+  private readonly identifiers = new Map<string, number>();
   private readonly clusterMetrics: ClusterMetrics;
   private readonly log: Logger;
   private readonly apiListener: ApiListener | null;
@@ -80,6 +84,7 @@ export class ClusterPrimary {
     this.core = new NodeCore(config, this.metrics, logger, (pub) => this.deliver(pub));
     this.brokerOps = this.core.broker ? brokerOpsOf(this.core.broker) : null;
     this.metrics.registerGauge('broadcast_streams_num', () => this.followers.size);
+    this.metrics.registerGauge('clients_uniq_num', () => this.identifiers.size);
     this.clusterMetrics = new ClusterMetrics(this.metrics, () => this.collectMetrics());
     const registry = config.metricsHttp ? createPrometheusRegistry(this.clusterMetrics, config.metricsPrefix, config.metricsTags) : null;
     this.renderMetrics = async () => {
@@ -197,7 +202,8 @@ export class ClusterPrimary {
   private spawn(index: number, previous: WorkerSlot | null = null): Promise<void> {
     const birth: WorkerBirth = {
       index,
-      config: { ...this.config, port: this.port },
+      // --disconnect_rate is the node's: each worker takes its share.
+      config: { ...this.config, port: this.port, disconnectRate: Math.max(1, Math.floor(this.config.disconnectRate / this.config.workers)) },
       brokerKind: this.core.broker?.kind ?? null,
       cells: this.cells,
       unavailable: this.problem,
@@ -206,7 +212,7 @@ export class ClusterPrimary {
     thread.stdout.pipe(this.logOutput, { end: false });
     let exitCode: (code: number) => void = () => {};
     const slot: WorkerSlot = {
-      index, thread, streams: new Set(), bornAt: Date.now(), quickCrashes: previous?.quickCrashes ?? 0, lastError: null,
+      index, thread, streams: new Set(), identifiers: new Set(), bornAt: Date.now(), quickCrashes: previous?.quickCrashes ?? 0, lastError: null,
       exited: new Promise<number>((resolve) => { exitCode = resolve; }),
     };
     this.slots[index] = slot;
@@ -237,6 +243,8 @@ export class ClusterPrimary {
     if (this.slots[slot.index] === slot) this.slots[slot.index] = null;
     for (const stream of slot.streams) this.unfollow(stream);
     slot.streams.clear();
+    for (const identifiers of slot.identifiers) this.countIdentifiers(identifiers, -1);
+    slot.identifiers.clear();
     ConnectionCells.clear(this.cells, slot.index);
     reclaimSlots(this.cells, slot.index);
     this.clusterMetrics.retire(slot.index);
@@ -264,6 +272,13 @@ export class ClusterPrimary {
           this.follow(message.stream);
         } else if (slot.streams.delete(message.stream)) {
           this.unfollow(message.stream);
+        }
+        return;
+      case 'identifiers':
+        for (const [identifiers, change] of message.changes) {
+          if (change === 1 ? slot.identifiers.has(identifiers) : !slot.identifiers.delete(identifiers)) continue;
+          if (change === 1) slot.identifiers.add(identifiers);
+          this.countIdentifiers(identifiers, change);
         }
         return;
       case 'route':
@@ -326,6 +341,12 @@ export class ClusterPrimary {
     }
     this.followers.delete(stream);
     if (count === 1) this.core.pubsub?.unsubscribeStream(stream);
+  }
+
+  private countIdentifiers(identifiers: string, change: 1 | -1): void {
+    const count = (this.identifiers.get(identifiers) ?? 0) + change;
+    if (count > 0) this.identifiers.set(identifiers, count);
+    else this.identifiers.delete(identifiers);
   }
 
   private watchBroker(): void {

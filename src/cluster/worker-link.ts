@@ -19,6 +19,8 @@ export interface WorkerLink {
   streamRemoved(stream: string): void;
   /** Registers where the primary's deliveries go (this worker's node). */
   onDeliver(deliver: (pub: Publication) => void): void;
+  /** Identifiers got their first connection on this worker, or lost their last (the node counts clients_uniq_num). */
+  present(identifiers: string, present: boolean): void;
   /** This worker's open connections changed (kept in shared memory for --max_conn). */
   connectionsChanged(own: number): void;
   /** Connections open on the whole node (for --max_conn). */

@@ -27,6 +27,7 @@ export class WorkerPort implements WorkerLink {
   private deliver: (pub: Publication) => void = () => {};
   private problem: string | null;
   private metrics: Metrics | null = null;
+  private identifierChanges: Array<readonly [string, 1 | -1]> = [];
 
   constructor(private readonly port: MessagePort, birth: WorkerBirth, private readonly onControl: (message: ControlMessage) => void) {
     this.problem = birth.unavailable;
@@ -50,6 +51,19 @@ export class WorkerPort implements WorkerLink {
 
   post(message: WorkerMessage): void {
     this.port.postMessage(message);
+  }
+
+  /** Batched per turn of the loop: a connect storm sends one message per turn, not one per connection. */
+  present(identifiers: string, present: boolean): void {
+    if (this.identifierChanges.length === 0) setImmediate(() => this.flushIdentifiers());
+    this.identifierChanges.push([identifiers, present ? 1 : -1]);
+  }
+
+  private flushIdentifiers(): void {
+    if (this.identifierChanges.length === 0) return;
+    const changes = this.identifierChanges;
+    this.identifierChanges = [];
+    this.post({ t: 'identifiers', changes });
   }
 
   streamAdded(stream: string): void {
@@ -109,6 +123,8 @@ export class WorkerPort implements WorkerLink {
         this.problem = message.problem;
         return;
       case 'collect_metrics':
+        // The node's clients_uniq_num must already include what this worker's numbers count.
+        this.flushIdentifiers();
         this.post({ t: 'metrics', id: message.id, snapshot: this.snapshot() });
         return;
       default:

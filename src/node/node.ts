@@ -10,7 +10,7 @@ import { errorMessage } from '../errors.js';
 import type { DisconnectContext, RequestInfo } from './controller.js';
 import type { DisconnectMode } from '../config/config.js';
 import { Session, type SessionCall, type SessionHost, type SessionSocket } from './session.js';
-import { SessionRegistry } from './session-registry.js';
+import { SessionRegistry, type IdentifierEvents } from './session-registry.js';
 import { Dispatcher, type DispatcherDeps } from './dispatcher.js';
 import type { CatchUp } from '../reliable/catch-up.js';
 import { Liveness } from './liveness.js';
@@ -42,6 +42,8 @@ export interface NodeDeps extends DispatcherDeps {
   readonly catchUp?: CatchUp | null;
   /** Told the new count whenever a connection opens or closes (a worker thread shares it with its node for --max_conn). */
   readonly onSizeChange?: ((size: number) => void) | null;
+  /** Told when connection identifiers appear and go (a worker thread's node counts clients_uniq_num across workers). */
+  readonly identifierEvents?: IdentifierEvents | null;
 }
 
 /**
@@ -61,7 +63,7 @@ export class Node {
 
   constructor(private readonly opts: NodeOptions, private readonly deps: NodeDeps) {
     this.log = deps.logger.child({ component: 'node' });
-    this.registry = new SessionRegistry(deps.metrics);
+    this.registry = new SessionRegistry(deps.metrics, deps.identifierEvents ?? null);
     this.dispatcher = new Dispatcher(deps);
     this.liveness = new Liveness(opts, this.registry, deps.publisher, deps.metrics, deps.logger);
     this.host = {

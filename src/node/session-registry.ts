@@ -5,11 +5,16 @@ import type { Session } from './session.js';
  * The node's live sessions: by sid (for exclude_socket) and by identifiers (for remote disconnects).
  * A session is here from its transport's open to its transport's close.
  */
+/** Told when identifiers get their first session here and lose their last (a worker thread tells its node). */
+export interface IdentifierEvents {
+  present(identifiers: string, present: boolean): void;
+}
+
 export class SessionRegistry implements Iterable<Session> {
   private readonly bySid = new Map<string, Session>();
   private readonly byIdentifiers = new Map<string, Set<Session>>();
 
-  constructor(metrics: Metrics) {
+  constructor(metrics: Metrics, private readonly events: IdentifierEvents | null = null) {
     metrics.registerGauge('clients_num', () => this.bySid.size);
     metrics.registerGauge('clients_uniq_num', () => this.byIdentifiers.size);
   }
@@ -36,6 +41,7 @@ export class SessionRegistry implements Iterable<Session> {
     if (!set) {
       set = new Set();
       this.byIdentifiers.set(session.identifiers, set);
+      this.events?.present(session.identifiers, true);
     }
     set.add(session);
   }
@@ -46,7 +52,10 @@ export class SessionRegistry implements Iterable<Session> {
     const set = this.byIdentifiers.get(session.identifiers);
     if (!set) return;
     set.delete(session);
-    if (set.size === 0) this.byIdentifiers.delete(session.identifiers);
+    if (set.size === 0) {
+      this.byIdentifiers.delete(session.identifiers);
+      this.events?.present(session.identifiers, false);
+    }
   }
 
   /** A snapshot: closing a session removes it from the live sets. */

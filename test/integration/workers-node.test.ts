@@ -13,6 +13,7 @@ import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { RpcApp } from '../helpers/rpc-app.js';
 import { BROADCAST_KEY, connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
 import { SseStream } from '../helpers/sse-stream.js';
+import { connectSpread } from '../helpers/cluster-clients.js';
 import { signToken } from '../helpers/tokens.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { foreignListeners, probeExclusive } from '../../src/cluster/port-guard.js';
@@ -147,6 +148,22 @@ describe('workers: per-node limits', () => {
       open.push((await pubsubClient(cluster, `m-${unique()}`)).client);
       await assert.rejects(new RawClient(cluster.url).opened, /unexpected response 503/);
       for (const c of open) c.close();
+    });
+  });
+});
+
+describe('workers: node metrics', () => {
+  test('clients_uniq_num counts an identifier once for the node, even with its connections on both workers', async () => {
+    await withCluster(['--secret', TEST_SECRET, '--norpc', '--ping_interval', '60', '--metrics_http', '/metrics'], async (cluster) => {
+      const alice = await signToken(TEST_SECRET, { ext: '{"user_id":"alice"}' }, { expiresIn: 300 });
+      const bob = await signToken(TEST_SECRET, { ext: '{"user_id":"bob"}' }, { expiresIn: 300 });
+      const placed = [...await connectSpread(cluster, 1, `?jid=${alice}`), ...await connectSpread(cluster, 1, `?jid=${bob}`)];
+      assert.ok(placed.length >= 4);
+      assert.equal(await scrape(cluster, 'clients_num'), placed.length);
+      // Two users, each connected on both workers: 2 distinct identifiers on this node (a one-thread node says 2).
+      assert.equal(await scrape(cluster, 'clients_uniq_num'), 2);
+      await Promise.all(placed.map((p) => p.client.close()));
+      await until(async () => await scrape(cluster, 'clients_uniq_num') === 0, 'the users to be gone');
     });
   });
 });

@@ -123,6 +123,13 @@ async function main(argv: readonly string[]): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  if (config.workers > 1) {
+    // Dying on a bug here would take the workers down with a raw abort (open uWS handles): close them first.
+    process.on('uncaughtException', (err) => {
+      logger.fatal({ err: errorMessage(err), stack: err.stack }, 'uncaught exception in the primary thread, exiting');
+      exitNow(1);
+    });
+  }
   const { redactUrl } = await import('../broker/redis-connection.js');
   logger.info({
     version: VERSION,

@@ -11,22 +11,31 @@ export interface PlacedClient {
 }
 
 /**
- * Connects one client and finds out which worker took it (the one whose clients_num went up by one).
- * Call it sequentially: two connects in flight at once could not be told apart.
+ * Runs `connect` (which opens one connection and waits for its welcome) and finds out which worker
+ * took it: the one whose clients_num went up by one. Call it sequentially: two connects in flight at
+ * once could not be told apart.
  */
-export async function connectPlaced(cluster: TestCluster, query = ''): Promise<PlacedClient> {
+export async function placed<T>(cluster: TestCluster, connect: () => Promise<T>): Promise<T & { readonly worker: number }> {
   const before = await connectionsPerWorker(cluster.primary);
-  const client = await RawClient.connect(`${cluster.url}${query}`);
-  const welcome = (await client.next()) as { type?: unknown; sid?: unknown };
-  assert.equal(typeof welcome.sid, 'string');
-  const sid = welcome.sid as string;
-  assert.ok(sid !== '');
-  assert.deepEqual(welcome, { type: 'welcome', sid });
+  const made = await connect();
   const after = await connectionsPerWorker(cluster.primary);
   const grew = after.map((n, i) => n - (before[i] ?? 0));
   const worker = grew.indexOf(1);
   assert.ok(worker >= 0 && grew.every((d, i) => d === (i === worker ? 1 : 0)), `one worker took the connection: ${JSON.stringify({ before, after })}`);
-  return { client, worker, sid };
+  return { ...made, worker };
+}
+
+/** Connects one raw client, checks its welcome, and finds out which worker took it. */
+export async function connectPlaced(cluster: TestCluster, query = ''): Promise<PlacedClient> {
+  return placed(cluster, async () => {
+    const client = await RawClient.connect(`${cluster.url}${query}`);
+    const welcome = (await client.next()) as { type?: unknown; sid?: unknown };
+    assert.equal(typeof welcome.sid, 'string');
+    const sid = welcome.sid as string;
+    assert.ok(sid !== '');
+    assert.deepEqual(welcome, { type: 'welcome', sid });
+    return { client, sid };
+  });
 }
 
 /**

@@ -7,18 +7,7 @@ import { signToken } from '../helpers/tokens.js';
 import { RpcApp, withRpcApp } from '../helpers/rpc-app.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { freePort } from '../helpers/tcp-proxy.js';
-
-/** A small Prometheus text-format parser: `name{labels} value` lines, comments skipped. */
-function parsePrometheus(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    assert.ok(match, `valid exposition line: ${line}`);
-    out.set(match[1]! + (match[2] ?? ''), Number(match[3]));
-  }
-  return out;
-}
+import { parsePrometheus } from '../helpers/prometheus.js';
 
 describe('Prometheus metrics after a scripted scenario', () => {
   test('exact values of anycable-go counters and gauges, with prefix and tags', async () => {

@@ -12,6 +12,7 @@ import { signToken } from '../helpers/tokens.js';
 import { freePort } from '../helpers/tcp-proxy.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { signStreamName } from '../../src/streams/verifier.js';
+import { parsePrometheus } from '../helpers/prometheus.js';
 
 const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
 const API_KEY = deriveKey(TEST_SECRET, 'api-cable');
@@ -56,18 +57,6 @@ function onWorker(placed: readonly PlacedClient[], worker: number): PlacedClient
 
 async function closeAll(placed: readonly { client: RawClient }[]): Promise<void> {
   await Promise.all(placed.map((p) => p.client.close()));
-}
-
-/** Prometheus text → `name{labels}` → value. */
-function parsePrometheus(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$/.exec(line);
-    assert.ok(match, `valid exposition line: ${line}`);
-    out.set(match[1]! + (match[2] ?? ''), Number(match[3]));
-  }
-  return out;
 }
 
 async function scrape(url: string, key?: string): Promise<Map<string, number>> {

@@ -13,7 +13,7 @@ import { broadcast, httpRequest, sleep } from '../helpers/http.js';
 import { RpcApp } from '../helpers/rpc-app.js';
 import { BROADCAST_KEY, connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
 import { SseStream } from '../helpers/sse-stream.js';
-import { connectSpread } from '../helpers/cluster-clients.js';
+import { connectSpread, placed, waitUntil } from '../helpers/cluster-clients.js';
 import { signToken } from '../helpers/tokens.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { foreignListeners, probeExclusive } from '../../src/cluster/port-guard.js';
@@ -22,27 +22,6 @@ import { closeApp, createApp, listen } from '../../src/server/http-server.js';
 
 const unique = (): string => randomBytes(4).toString('hex');
 const PUBLIC = ['--secret', TEST_SECRET, '--norpc', '--noauth', '--public_streams'];
-
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** Connects (one at a time) and tells which worker took the connection, from the workers' own counts. */
-async function connectOn<T extends { client: RawClient }>(cluster: TestCluster, connect: () => Promise<T>): Promise<T & { worker: number }> {
-  const before = await connectionsPerWorker(cluster.primary);
-  const made = await connect();
-  let worker = -1;
-  await until(async () => {
-    const after = await connectionsPerWorker(cluster.primary);
-    worker = after.findIndex((n, i) => n > (before[i] ?? 0));
-    return worker >= 0;
-  }, 'the connection to be counted');
-  return { ...made, worker };
-}
 
 async function pubsubClient(cluster: TestCluster, stream: string): Promise<{ client: RawClient; id: string }> {
   const client = await RawClient.connect(cluster.url);
@@ -119,7 +98,7 @@ describe('workers: per-node limits', () => {
         await Promise.all(clients.map((c) => c.opened));
         const perWorker = await connectionsPerWorker(cluster.primary);
         assert.ok(perWorker.every((n) => n > 0), `both workers wait on RPC (${perWorker.join('/')})`);
-        await until(() => inFlight === 2, 'two Connect calls in flight');
+        await waitUntil(() => inFlight === 2, 'two Connect calls in flight');
         await sleep(300);
         assert.equal(most, 2, 'never more than --rpc_concurrency calls at once across both workers');
         release();
@@ -144,7 +123,7 @@ describe('workers: per-node limits', () => {
       }
       // Free one place, then take it (from whichever worker the kernel picks) and no more.
       open.shift()?.close();
-      await until(async () => (await connectionsPerWorker(cluster.primary)).reduce((a, b) => a + b, 0) === 3, 'the close to count');
+      await waitUntil(async () => (await connectionsPerWorker(cluster.primary)).reduce((a, b) => a + b, 0) === 3, 'the close to count');
       open.push((await pubsubClient(cluster, `m-${unique()}`)).client);
       await assert.rejects(new RawClient(cluster.url).opened, /unexpected response 503/);
       for (const c of open) c.close();
@@ -157,13 +136,13 @@ describe('workers: node metrics', () => {
     await withCluster(['--secret', TEST_SECRET, '--norpc', '--ping_interval', '60', '--metrics_http', '/metrics'], async (cluster) => {
       const alice = await signToken(TEST_SECRET, { ext: '{"user_id":"alice"}' }, { expiresIn: 300 });
       const bob = await signToken(TEST_SECRET, { ext: '{"user_id":"bob"}' }, { expiresIn: 300 });
-      const placed = [...await connectSpread(cluster, 1, `?jid=${alice}`), ...await connectSpread(cluster, 1, `?jid=${bob}`)];
-      assert.ok(placed.length >= 4);
-      assert.equal(await scrape(cluster, 'clients_num'), placed.length);
+      const users = [...await connectSpread(cluster, 1, `?jid=${alice}`), ...await connectSpread(cluster, 1, `?jid=${bob}`)];
+      assert.ok(users.length >= 4);
+      assert.equal(await scrape(cluster, 'clients_num'), users.length);
       // Two users, each connected on both workers: 2 distinct identifiers on this node (a one-thread node says 2).
       assert.equal(await scrape(cluster, 'clients_uniq_num'), 2);
-      await Promise.all(placed.map((p) => p.client.close()));
-      await until(async () => await scrape(cluster, 'clients_uniq_num') === 0, 'the users to be gone');
+      await Promise.all(users.map((p) => p.client.close()));
+      await waitUntil(async () => await scrape(cluster, 'clients_uniq_num') === 0, 'the users to be gone');
     });
   });
 });
@@ -172,7 +151,7 @@ describe('workers: one broker for the node (--broker memory)', () => {
   test('a session is restored on the other worker, and history catches it up on what it missed, once, in order', async () => {
     await withCluster([...PUBLIC, '--broker', 'memory'], async (cluster) => {
       const stream = `hist-${unique()}`;
-      const first = await connectOn(cluster, () => connectExt(cluster));
+      const first = await placed(cluster, () => connectExt(cluster));
       const id = await subscribeStream(first.client, stream);
       await publishEach(cluster, stream, 1, 2);
       const one = await first.client.next() as { message: number; offset: number; epoch: string };
@@ -185,7 +164,7 @@ describe('workers: one broker for the node (--broker memory)', () => {
       let back: Awaited<ReturnType<typeof connectExt>> & { worker: number } | null = null;
       for (let attempt = 0; attempt < 40 && back === null; attempt++) {
         const sid = String(first.welcome.sid);
-        const again = await connectOn(cluster, () => connectExt(cluster, { query: `&sid=${sid}` }));
+        const again = await placed(cluster, () => connectExt(cluster, { query: `&sid=${sid}` }));
         if (again.worker !== first.worker) {
           back = again;
         } else {
@@ -208,11 +187,12 @@ describe('workers: one broker for the node (--broker memory)', () => {
   test('presence: a join on one worker reaches subscribers on the other, and both answer presence info with every member', async () => {
     await withCluster(['--public', '--broker', 'memory', '--presence_ttl', '1'], async (cluster) => {
       const stream = `room-${unique()}`;
-      const a = await connectOn(cluster, () => pubsubClient(cluster, stream));
-      let b = await connectOn(cluster, () => pubsubClient(cluster, stream));
+      const a = await placed(cluster, () => pubsubClient(cluster, stream));
+      let b = await placed(cluster, () => pubsubClient(cluster, stream));
       for (let i = 0; i < 40 && b.worker === a.worker; i++) {
         b.client.close();
-        b = await connectOn(cluster, () => pubsubClient(cluster, stream));
+        await b.client.closed;
+        b = await placed(cluster, () => pubsubClient(cluster, stream));
       }
       assert.notEqual(a.worker, b.worker, 'the two members sit on different workers');
       a.client.send({ command: 'join', identifier: a.id, presence: { id: 'ann', info: { name: 'Ann' } } });
@@ -260,7 +240,7 @@ describe('workers: lifecycle', () => {
     await withCluster([...PUBLIC, '--metrics_http', '/metrics'], async (cluster) => {
       const stream = `crash-${unique()}`;
       const members: Array<{ client: RawClient; worker: number }> = [];
-      for (let i = 0; i < 12; i++) members.push(await connectOn(cluster, () => pubsubClient(cluster, stream)));
+      for (let i = 0; i < 12; i++) members.push(await placed(cluster, () => pubsubClient(cluster, stream)));
       assert.ok(members.some((m) => m.worker === 0) && members.some((m) => m.worker === 1), 'clients on both workers');
       assert.equal((await broadcast(cluster.api, { stream, data: '"before"' }, BROADCAST_KEY)).status, 201);
       for (const m of members) assert.equal((await m.client.next() as { message: string }).message, 'before');
@@ -269,7 +249,7 @@ describe('workers: lifecycle', () => {
 
       cluster.primary.crashWorker(0);
       for (const m of members.filter((x) => x.worker === 0)) assert.equal((await m.client.closed).code, 1006);
-      await until(() => cluster.primary.workerThreadIds().every((t, i) => t !== -1 && (i !== 0 || t !== threads[0])), 'worker 0 to be replaced');
+      await waitUntil(() => cluster.primary.workerThreadIds().every((t, i) => t !== -1 && (i !== 0 || t !== threads[0])), 'worker 0 to be replaced');
       assert.equal(cluster.primary.workerThreadIds()[1], threads[1], 'worker 1 was left alone');
       const crashLog = cluster.logs.records().find((r) => r.msg === 'worker crashed; its connections are lost, replacing it');
       assert.equal(crashLog?.worker, 0);
@@ -279,7 +259,7 @@ describe('workers: lifecycle', () => {
       for (const m of members.filter((x) => x.worker === 1)) assert.equal((await m.client.next() as { message: string }).message, 'after');
       // The replacement serves: new connections land on both workers again and get broadcasts.
       const fresh: Array<{ client: RawClient; worker: number }> = [];
-      for (let i = 0; i < 12; i++) fresh.push(await connectOn(cluster, () => pubsubClient(cluster, stream)));
+      for (let i = 0; i < 12; i++) fresh.push(await placed(cluster, () => pubsubClient(cluster, stream)));
       assert.ok(fresh.some((m) => m.worker === 0), 'the new worker 0 takes connections');
       assert.equal((await broadcast(cluster.api, { stream, data: '"again"' }, BROADCAST_KEY)).status, 201);
       for (const m of [...fresh, ...members.filter((x) => x.worker === 1)]) assert.equal((await m.client.next() as { message: string }).message, 'again');

@@ -315,10 +315,13 @@ export const MAX_WORKERS = 256;
 
 /** `--workers`: a count, or `auto` for one per core. */
 function parseWorkers(value: string, problems: string[]): number {
-  if (value === 'auto') return Math.max(1, availableParallelism());
-  if (/^[0-9]+$/.test(value)) {
-    const n = Number(value);
-    if (n >= 1 && n <= MAX_WORKERS) return n;
+  const n = value === 'auto' ? Math.min(MAX_WORKERS, Math.max(1, availableParallelism())) : /^[0-9]+$/.test(value) ? Number(value) : 0;
+  if (n >= 1 && n <= MAX_WORKERS) {
+    // The kernel's SO_REUSEPORT balancing is what spreads connections over the workers; elsewhere one would take them all.
+    if (n > 1 && process.platform !== 'linux') {
+      problems.push(`--workers: ${value} needs Linux (workers share the port through SO_REUSEPORT load balancing); on ${process.platform} run one process per core behind a load balancer`);
+    }
+    return n;
   }
   problems.push(`--workers: "${value}" must be auto or a number from 1 to ${MAX_WORKERS}`);
   return 1;

@@ -315,6 +315,20 @@ function workersReport(results: readonly Row[]): string {
   const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? (a / b).toFixed(2) : 'n/a');
   const names = ['bare-uws-2l', ...workerCounts.map((n) => `cablecat-jwt-w${n}`)];
   const [w1, w2] = [`cablecat-jwt-w${workerCounts[0] ?? 1}`, `cablecat-jwt-w${workerCounts[1] ?? workerCounts[0] ?? 1}`];
+  /**
+   * The forward scenario with two or more worker counts above 1: CPU per broadcast as a line in N, for the main
+   * thread (handing a broadcast to each worker) and for the whole process (each worker receiving it too).
+   */
+  const perWorker = (size: number): string[] => {
+    const ns = workerCounts.filter((n) => n > 1).sort((a, b) => a - b);
+    const lo = ns[0];
+    const hi = ns[ns.length - 1];
+    if (lo === undefined || hi === undefined || lo === hi) return [];
+    const at = (n: number, key: string): number => get(`cablecat-jwt-w${n}`, 'forward', size, key);
+    const slope = (key: string): number => (at(hi, key) - at(lo, key)) / (hi - lo);
+    const base = (key: string): number => at(lo, key) - lo * slope(key);
+    return [`  forward, per broadcast, as a + b·N over N = ${lo}…${hi}: main thread ${f(base('mainThreadCpuUsPerBroadcast'))} + ${f(slope('mainThreadCpuUsPerBroadcast'))}·N µs; whole process ${f(base('serverCpuUsPerBroadcast'))} + ${f(slope('serverCpuUsPerBroadcast'))}·N µs`];
+  };
   const lines = ['Workers comparison (server allowed cores 0–1, two load clients on the same cores, each half the connections):', ''];
   for (const size of sizes) {
     lines.push(`n=${size}:`, '',
@@ -329,6 +343,7 @@ function workersReport(results: readonly Row[]): string {
       `  connects/s ${w2}/${w1} = ${ratio(g(w2, 'connect', 'rate'), g(w1, 'connect', 'rate'))}; CPU per connect ${w1}/bare-uws-2l = ${ratio(g(w1, 'connect', 'serverCpuUsPerConn'), g('bare-uws-2l', 'connect', 'serverCpuUsPerConn'))}, ${w2}/bare-uws-2l = ${ratio(g(w2, 'connect', 'serverCpuUsPerConn'), g('bare-uws-2l', 'connect', 'serverCpuUsPerConn'))}, ${w2}/${w1} = ${ratio(g(w2, 'connect', 'serverCpuUsPerConn'), g(w1, 'connect', 'serverCpuUsPerConn'))}`,
       `  deliveries/s ${w2}/${w1} = ${ratio(g(w2, 'fanout', 'deliveriesPerS'), g(w1, 'fanout', 'deliveriesPerS'))}; CPU per delivery ${w1}/bare-uws-2l = ${ratio(g(w1, 'fanout', 'serverCpuUsPerDelivery'), g('bare-uws-2l', 'fanout', 'serverCpuUsPerDelivery'))}, ${w2}/bare-uws-2l = ${ratio(g(w2, 'fanout', 'serverCpuUsPerDelivery'), g('bare-uws-2l', 'fanout', 'serverCpuUsPerDelivery'))}, ${w2}/${w1} = ${ratio(g(w2, 'fanout', 'serverCpuUsPerDelivery'), g(w1, 'fanout', 'serverCpuUsPerDelivery'))}`,
       `  main thread CPU per broadcast (forward, ${FORWARD_SUBSCRIBERS} subscribers): ${w1} ${f(g(w1, 'forward', 'mainThreadCpuUsPerBroadcast'))} µs, ${w2} ${f(g(w2, 'forward', 'mainThreadCpuUsPerBroadcast'))} µs, bare-uws-2l ${f(g('bare-uws-2l', 'forward', 'mainThreadCpuUsPerBroadcast'))} µs`,
+      ...perWorker(size),
       `  one thread, pinned, one load client (same run): CPU per connect cablecat-jwt/bare-uws = ${ratio(g('cablecat-jwt', 'connect', 'serverCpuUsPerConn'), g('bare-uws', 'connect', 'serverCpuUsPerConn'))}; memory (all) cablecat-jwt − bare-uws = ${g('cablecat-jwt', 'memory', 'bytesPerConnectionAll') - g('bare-uws', 'memory', 'bytesPerConnectionAll')} bytes/conn`, '');
   }
   return lines.join('\n');

@@ -44,7 +44,8 @@ export type WorkerMessage =
 
 /** Primary → worker. */
 export type PrimaryMessage =
-  | { readonly t: 'deliver'; readonly pub: Publication }
+  /** Publications in the order the primary accepted them (batched per turn of its loop: one wake-up per batch). */
+  | { readonly t: 'deliver'; readonly pubs: readonly Publication[] }
   | { readonly t: 'reply'; readonly id: number; readonly ok: true; readonly value: unknown }
   | { readonly t: 'reply'; readonly id: number; readonly ok: false; readonly error: string }
   | { readonly t: 'unavailable'; readonly problem: string | null }

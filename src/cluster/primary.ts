@@ -74,6 +74,8 @@ export class ClusterPrimary {
   private watchTimer: NodeJS.Timeout | undefined;
   private nextCollectId = 1;
   private lastRefresh = 0;
+  /** Publications accepted this turn of the loop, not yet handed to the workers. */
+  private outbox: Publication[] = [];
   private readonly collects = new Map<number, { readonly snapshots: Map<number, MetricsSnapshot>; readonly waiting: Set<number>; readonly done: () => void }>();
 
   /** `logOutput`: where the workers' log lines go (the primary's own destination, so one stream carries the node's logs). */
@@ -194,7 +196,9 @@ export class ClusterPrimary {
     return this.slots.filter((slot): slot is WorkerSlot => slot !== null);
   }
 
+  /** Any message to a worker goes after the deliveries already accepted (a history reply must not overtake them). */
   private post(slot: WorkerSlot, message: PrimaryMessage): void {
+    this.flushDeliveries();
     slot.thread.postMessage(message);
   }
 
@@ -321,9 +325,19 @@ export class ClusterPrimary {
 
   // ---- node-wide state --------------------------------------------------------------------
 
-  /** Every worker gets every publication, in the order the primary handles them. */
+  /**
+   * Every worker gets every publication, in the order the primary handles them. They leave in one
+   * message per turn of the loop: a worker then wakes once per burst, not once per broadcast.
+   */
   private deliver(pub: Publication): void {
-    const message: PrimaryMessage = { t: 'deliver', pub };
+    if (this.outbox.length === 0) setImmediate(() => this.flushDeliveries());
+    this.outbox.push(pub);
+  }
+
+  private flushDeliveries(): void {
+    if (this.outbox.length === 0) return;
+    const message: PrimaryMessage = { t: 'deliver', pubs: this.outbox };
+    this.outbox = [];
     for (const slot of this.slots) slot?.thread.postMessage(message);
   }
 

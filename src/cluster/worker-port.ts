@@ -109,7 +109,7 @@ export class WorkerPort implements WorkerLink {
   private receive(message: PrimaryMessage): void {
     switch (message.t) {
       case 'deliver':
-        this.deliver(message.pub);
+        for (const pub of message.pubs) this.deliver(pub);
         return;
       case 'reply': {
         const pending = this.pending.get(message.id);

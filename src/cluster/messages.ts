@@ -44,7 +44,7 @@ export type WorkerMessage =
 
 /** Primary → worker. */
 export type PrimaryMessage =
-  /** Publications in the order the primary accepted them (batched per turn of its loop: one wake-up per batch). */
+  /** Publications in the order the primary accepted them (batched per turn of its loop: one wake-up per batch); broadcasts only of streams the worker may follow. */
   | { readonly t: 'deliver'; readonly pubs: readonly Publication[] }
   | { readonly t: 'reply'; readonly id: number; readonly ok: true; readonly value: unknown }
   | { readonly t: 'reply'; readonly id: number; readonly ok: false; readonly error: string }
@@ -64,5 +64,7 @@ export interface WorkerBirth {
   readonly brokerKind: BrokerKind | null;
   /** Shared cells: the RPC slots, and each worker's connection count (see SharedCells). */
   readonly cells: SharedArrayBuffer;
+  /** The worker's stream filter (stream-filter.ts): the primary sends a broadcast only to workers that may follow its stream. */
+  readonly streams: SharedArrayBuffer;
   readonly unavailable: string | null;
 }

@@ -16,6 +16,7 @@ import { brokerOpsOf } from './remote-broker.js';
 import { ClusterMetrics } from './cluster-metrics.js';
 import { ConnectionCells, createCells, reclaimSlots } from './shared-cells.js';
 import { foreignListeners, probeExclusive } from './port-guard.js';
+import { createStreamFilterBuffer, streamBucket, StreamFilter } from './stream-filter.js';
 
 const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
 /** How long a metrics scrape waits for a worker's numbers. */
@@ -33,6 +34,10 @@ interface WorkerSlot {
   readonly streams: Set<string>;
   /** Connection identifiers with a connection on this worker. */
   readonly identifiers: Set<string>;
+  /** Streams the worker may follow, counted by the worker itself in shared memory. */
+  readonly filter: StreamFilter;
+  /** Publications for this worker not yet posted. */
+  outbox: Publication[];
   bornAt: number;
   /** Consecutive quick crashes, for the respawn backoff. */
   quickCrashes: number;
@@ -74,8 +79,7 @@ export class ClusterPrimary {
   private watchTimer: NodeJS.Timeout | undefined;
   private nextCollectId = 1;
   private lastRefresh = 0;
-  /** Publications accepted this turn of the loop, not yet handed to the workers. */
-  private outbox: Publication[] = [];
+  private flushScheduled = false;
   private readonly collects = new Map<number, { readonly snapshots: Map<number, MetricsSnapshot>; readonly waiting: Set<number>; readonly done: () => void }>();
 
   /** `logOutput`: where the workers' log lines go (the primary's own destination, so one stream carries the node's logs). */
@@ -196,16 +200,18 @@ export class ClusterPrimary {
     return this.slots.filter((slot): slot is WorkerSlot => slot !== null);
   }
 
-  /** Any message to a worker goes after the deliveries already accepted (a history reply must not overtake them). */
+  /** Any message to a worker goes after the deliveries already accepted for it (a history reply must not overtake them). */
   private post(slot: WorkerSlot, message: PrimaryMessage): void {
-    this.flushDeliveries();
+    this.flush(slot);
     slot.thread.postMessage(message);
   }
 
   /** Starts worker `index`; resolves once it listens, rejects if it cannot start. */
   private spawn(index: number, previous: WorkerSlot | null = null): Promise<void> {
+    const streams = createStreamFilterBuffer();
     const birth: WorkerBirth = {
       index,
+      streams,
       // --disconnect_rate is the node's: each worker takes its share.
       config: { ...this.config, port: this.port, disconnectRate: Math.max(1, Math.floor(this.config.disconnectRate / this.config.workers)) },
       brokerKind: this.core.broker?.kind ?? null,
@@ -216,7 +222,7 @@ export class ClusterPrimary {
     thread.stdout.pipe(this.logOutput, { end: false });
     let exitCode: (code: number) => void = () => {};
     const slot: WorkerSlot = {
-      index, thread, streams: new Set(), identifiers: new Set(), bornAt: Date.now(), quickCrashes: previous?.quickCrashes ?? 0, lastError: null,
+      index, thread, streams: new Set(), identifiers: new Set(), filter: new StreamFilter(streams), outbox: [], bornAt: Date.now(), quickCrashes: previous?.quickCrashes ?? 0, lastError: null,
       exited: new Promise<number>((resolve) => { exitCode = resolve; }),
     };
     this.slots[index] = slot;
@@ -326,19 +332,32 @@ export class ClusterPrimary {
   // ---- node-wide state --------------------------------------------------------------------
 
   /**
-   * Every worker gets every publication, in the order the primary handles them. They leave in one
-   * message per turn of the loop: a worker then wakes once per burst, not once per broadcast.
+   * Every worker that may follow a broadcast's stream gets it (every worker gets a remote disconnect),
+   * in the order the primary handles them. They leave in one message per turn of the loop: a worker
+   * wakes once per burst, and not at all for streams it does not follow.
    */
   private deliver(pub: Publication): void {
-    if (this.outbox.length === 0) setImmediate(() => this.flushDeliveries());
-    this.outbox.push(pub);
+    const bucket = pub.kind === 'broadcast' ? streamBucket(pub.stream) : -1;
+    for (const slot of this.slots) {
+      if (slot === null || (bucket >= 0 && !slot.filter.mayFollow(bucket))) continue;
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushAll());
+      }
+      slot.outbox.push(pub);
+    }
   }
 
-  private flushDeliveries(): void {
-    if (this.outbox.length === 0) return;
-    const message: PrimaryMessage = { t: 'deliver', pubs: this.outbox };
-    this.outbox = [];
-    for (const slot of this.slots) slot?.thread.postMessage(message);
+  private flushAll(): void {
+    this.flushScheduled = false;
+    for (const slot of this.slots) if (slot) this.flush(slot);
+  }
+
+  private flush(slot: WorkerSlot): void {
+    if (slot.outbox.length === 0) return;
+    const message: PrimaryMessage = { t: 'deliver', pubs: slot.outbox };
+    slot.outbox = [];
+    slot.thread.postMessage(message);
   }
 
   private follow(stream: string): void {

@@ -6,6 +6,7 @@ import type { BrokerOp, BrokerOps, MetricsSnapshot, PrimaryMessage, WorkerBirth,
 import { RemoteBroker } from './remote-broker.js';
 import { ConnectionCells } from './shared-cells.js';
 import { SharedSlots } from './shared-slots.js';
+import { StreamFilter } from './stream-filter.js';
 import type { WorkerLink } from './worker-link.js';
 
 interface Pending {
@@ -22,6 +23,7 @@ export class WorkerPort implements WorkerLink {
   readonly publications: PublicationSink;
   readonly rpcSlots: SharedSlots;
   private readonly connections: ConnectionCells;
+  private readonly streamFilter: StreamFilter;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private deliver: (pub: Publication) => void = () => {};
@@ -33,6 +35,7 @@ export class WorkerPort implements WorkerLink {
     this.problem = birth.unavailable;
     this.rpcSlots = new SharedSlots(birth.cells, birth.config.rpcConcurrency, birth.index);
     this.connections = new ConnectionCells(birth.cells, birth.index);
+    this.streamFilter = new StreamFilter(birth.streams);
     this.broker = birth.brokerKind ? new RemoteBroker(birth.brokerKind, this.brokerCall, () => this.problem === null) : null;
     this.publications = {
       accept: (pubs) => this.request<boolean>({ t: 'accept', id: 0, pubs }),
@@ -67,10 +70,12 @@ export class WorkerPort implements WorkerLink {
   }
 
   streamAdded(stream: string): void {
+    this.streamFilter.add(stream);
     this.post({ t: 'stream', stream, followed: true });
   }
 
   streamRemoved(stream: string): void {
+    this.streamFilter.remove(stream);
     this.post({ t: 'stream', stream, followed: false });
   }
 

@@ -1,5 +1,5 @@
 import * as crypto from 'node:crypto';
-import { createHmac, createSecretKey, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 import { SignJWT } from 'jose';
 
 export const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512'];
@@ -23,7 +23,7 @@ interface Digest {
 }
 
 /** node:crypto's one-shot hash (Node >= 20.12): no Hash object, stream or native handle per call. */
-type OneShotHash = (algorithm: string, data: Buffer, outputEncoding: 'buffer' | 'base64url') => Buffer | string;
+type OneShotHash = (algorithm: string, data: Buffer, outputEncoding: 'latin1' | 'base64url') => string;
 const oneShotHash = (crypto as unknown as { hash?: OneShotHash }).hash;
 /** Distinct protected headers remembered (clients of one app send one or two); bounded because tokens are input. */
 const HEADER_CACHE_SIZE = 16;
@@ -45,6 +45,7 @@ const MALFORMED = refused('malformed token');
 export class JwtVerifier {
   private readonly keys: readonly HmacKey[];
   private readonly headers = new Map<string, HeaderVerdict>();
+  private lastHeader: { readonly segment: string; readonly verdict: HeaderVerdict } | null = null;
 
   constructor(secrets: readonly string[]) {
     this.keys = secrets.map((s) => new HmacKey(Buffer.from(s, 'utf8')));
@@ -61,33 +62,41 @@ export class JwtVerifier {
     const lastDot = token.lastIndexOf('.');
     if (firstDot <= 0 || lastDot === firstDot || token.indexOf('.', firstDot + 1) !== lastDot) return MALFORMED;
 
-    const header = this.header(token.slice(0, firstDot));
+    const header = this.header(token, firstDot);
     if (!header.ok) return refused(header.detail);
 
     const signature = token.slice(lastDot + 1);
+    const payload = token.slice(firstDot + 1, lastDot);
     // Base64url text only: then the signing input's UTF-8 bytes (what jose MACs) are its Latin-1 bytes.
-    const signingInput = token.slice(0, lastDot);
-    if (!BASE64URL.test(signature) || !BASE64URL.test(token.slice(firstDot + 1, lastDot))) return MALFORMED;
-    const given = Buffer.from(signature, 'latin1');
+    if (!BASE64URL.test(signature) || !BASE64URL.test(payload)) return MALFORMED;
     let signed = false;
     for (const key of this.keys) {
       // Compared as canonical base64url text: only the exact encoding of the right MAC matches.
-      const expected = Buffer.from(key.mac(header.digest, signingInput), 'latin1');
-      if (expected.length === given.length && timingSafeEqual(expected, given)) {
+      if (constantTimeEqual(key.mac(header.digest, token, lastDot), signature)) {
         signed = true;
         break;
       }
     }
     if (!signed) return refused('bad signature');
-    return claims(token.slice(firstDot + 1, lastDot));
+    return claims(payload);
   }
 
-  private header(segment: string): HeaderVerdict {
+  /** The verdict on the token's header segment (its first `end` characters), cached per distinct header. */
+  private header(token: string, end: number): HeaderVerdict {
+    // Clients of one app send one header: compare it in place before slicing and hashing a key.
+    const last = this.lastHeader;
+    if (last !== null && last.segment.length === end && token.startsWith(last.segment)) return last.verdict;
+    const segment = token.slice(0, end);
     let verdict = this.headers.get(segment);
+    if (verdict !== undefined) {
+      this.lastHeader = { segment, verdict };
+      return verdict;
+    }
     if (verdict !== undefined) return verdict;
     verdict = readHeader(segment);
     if (this.headers.size >= HEADER_CACHE_SIZE) this.headers.clear();
     this.headers.set(segment, verdict);
+    this.lastHeader = { segment, verdict };
     return verdict;
   }
 }
@@ -98,22 +107,25 @@ export class JwtVerifier {
  * a native handle per call, which cost more than the hashing (profiled: ~3/4 of the verify time).
  */
 class HmacKey {
-  private readonly pads = new Map<string, { readonly inner: Buffer; readonly outer: Buffer }>();
+  private readonly pads = new Map<string, Pads>();
 
   constructor(private readonly secret: Buffer) {}
 
-  /** The base64url MAC of an ASCII `message`. */
-  mac(digest: Digest, message: string): string {
-    if (oneShotHash === undefined) return createHmac(digest.name, this.secret).update(message, 'latin1').digest('base64url');
-    const { inner, outer } = this.padsFor(digest);
-    const innerInput = Buffer.allocUnsafe(inner.length + message.length);
-    inner.copy(innerInput, 0);
-    innerInput.write(message, inner.length, 'latin1');
-    const innerHash = oneShotHash(digest.name, innerInput, 'buffer') as Buffer;
-    return oneShotHash(digest.name, Buffer.concat([outer, innerHash]), 'base64url') as string;
+  /** The base64url MAC of the first `length` characters of the ASCII `text`. */
+  mac(digest: Digest, text: string, length: number): string {
+    if (oneShotHash === undefined) return createHmac(digest.name, this.secret).update(text.slice(0, length), 'latin1').digest('base64url');
+    const pads = this.padsFor(digest);
+    // Both inputs are written into buffers that already hold their pad: verify is synchronous, so one
+    // pair per key and digest is enough, and a connect allocates no buffer of its own.
+    const block = digest.blockBytes;
+    if (pads.inner.length < block + length) pads.inner = paddedBuffer(pads.inner.subarray(0, block), block + length);
+    pads.inner.write(text, block, length, 'latin1');
+    // As Latin-1 text, not a Buffer: a Buffer result is an ArrayBuffer with a malloc'd store of its own.
+    pads.outer.write(oneShotHash(digest.name, pads.inner.subarray(0, block + length), 'latin1') as string, block, 'latin1');
+    return oneShotHash(digest.name, pads.outer, 'base64url');
   }
 
-  private padsFor(digest: Digest): { readonly inner: Buffer; readonly outer: Buffer } {
+  private padsFor(digest: Digest): Pads {
     let pads = this.pads.get(digest.name);
     if (pads === undefined) {
       // A key longer than a block is hashed first (RFC 2104), then zero-padded to the block.
@@ -124,11 +136,39 @@ class HmacKey {
         inner[i] = (inner[i] ?? 0) ^ (key[i] ?? 0);
         outer[i] = (outer[i] ?? 0) ^ (key[i] ?? 0);
       }
-      pads = { inner, outer };
+      // The outer input is the pad and the inner hash, whose length is the digest's.
+      const digestBytes = crypto.createHash(digest.name).digest().length;
+      pads = { inner: paddedBuffer(inner, digest.blockBytes + 512), outer: paddedBuffer(outer, digest.blockBytes + digestBytes) };
       this.pads.set(digest.name, pads);
     }
     return pads;
   }
+}
+
+/** `pad` followed by room for a message: `size` bytes in all. */
+interface Pads {
+  /** ipad block, then the message (grown for longer tokens). */
+  inner: Buffer;
+  /** opad block, then the inner hash: exactly the outer input. */
+  readonly outer: Buffer;
+}
+
+function paddedBuffer(pad: Buffer, size: number): Buffer {
+  const buffer = Buffer.alloc(size);
+  pad.copy(buffer, 0);
+  return buffer;
+}
+
+/**
+ * Compares two strings without an early exit (the time does not depend on where they differ). The MACs
+ * compared are base64url text of a fixed length per algorithm, so the length check leaks nothing. In JS
+ * rather than timingSafeEqual: that needs both sides as Buffers, two allocations per connect.
+ */
+function constantTimeEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 function readHeader(segment: string): HeaderVerdict {
@@ -142,8 +182,9 @@ function readHeader(segment: string): HeaderVerdict {
   return digest === undefined ? { ok: false, detail: 'algorithm not allowed' } : { ok: true, digest };
 }
 
+/** The claims of a payload segment already checked to be base64url text. */
 function claims(segment: string): JwtVerdict {
-  const payload = parseSegment(segment);
+  const payload = parseSegment(segment, true);
   if (payload === null) return MALFORMED;
   const now = Math.floor(Date.now() / 1000);
   const { iat, nbf, exp, ext } = payload;
@@ -159,8 +200,8 @@ function claims(segment: string): JwtVerdict {
 }
 
 /** A base64url segment holding a JSON object, or null. */
-function parseSegment(segment: string): Record<string, unknown> | null {
-  if (!BASE64URL.test(segment)) return null;
+function parseSegment(segment: string, checked = false): Record<string, unknown> | null {
+  if (!checked && !BASE64URL.test(segment)) return null;
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));

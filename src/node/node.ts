@@ -148,14 +148,15 @@ export class Node {
     this.registry.remove(session, wasOpen);
     this.deps.onSizeChange?.(this.registry.size);
     this.liveness.untrack(session);
-    this.unwinding.add(session);
+    // Only a call still running delays the close; otherwise the session closes right after this.
+    if (session.callRunning) this.unwinding.add(session);
     // The TTL of its snapshot counts from now, so the client has sessions_ttl to come back.
     if (wasOpen) this.deps.reliable?.sessions?.finish(session);
     this.deps.presence?.sessionClosed(session.sid);
   }
 
   private closed(session: Session, identified: boolean): void {
-    this.unwinding.delete(session);
+    if (this.unwinding.size > 0) this.unwinding.delete(session);
     if (identified) {
       const mode = this.opts.disconnectMode;
       if (mode === 'always' || (mode === 'auto' && session.usedRpc)) this.deps.disconnectQueue.enqueue(session.disconnectContext());

@@ -64,7 +64,8 @@ export interface Subscription {
 }
 
 interface OwnSubscription {
-  readonly istate: Record<string, string>;
+  /** Frozen while shared (no state, or a controller's frozen answer); copied on the first write. */
+  istate: Readonly<Record<string, string>>;
   readonly streams: SmallSet<string>;
 }
 
@@ -80,6 +81,8 @@ export type EnqueueResult = 'queued' | 'over_budget' | 'closed';
 
 const EMPTY_SUBSCRIPTIONS: ReadonlyMap<string, OwnSubscription> = new SmallMap();
 const EMPTY_STATE: Readonly<Record<string, string>> = Object.freeze({});
+/** The first call of every session: one shared value, not one per connect. */
+const AUTHENTICATE: SessionCall = Object.freeze({ kind: 'authenticate', bytes: 0 });
 /** Disconnect calls run after the connection is gone: nothing cancels them. */
 const NEVER_ABORTED = new AbortController().signal;
 
@@ -148,7 +151,12 @@ export class Session implements CallContext {
   /** Merges an istate patch into a confirmed subscription. */
   patchChannelState(identifier: string, patch: Readonly<Record<string, string>>): void {
     const sub = this.subs?.get(identifier);
-    if (sub !== undefined) mergeState(sub.istate, patch);
+    if (sub !== undefined) sub.istate = patchedState(sub.istate, patch);
+  }
+
+  /** A call is running (it finishes, and is unwound, after the transport goes). */
+  get callRunning(): boolean {
+    return this.running;
   }
 
   /** Frames may be written (connecting or open). */
@@ -175,7 +183,7 @@ export class Session implements CallContext {
   attach(socket: SessionSocket): void {
     if (this.currentState !== 'connecting' || this.socket !== null) return;
     this.socket = socket;
-    this.enqueue({ kind: 'authenticate', bytes: 0 });
+    this.enqueue(AUTHENTICATE);
   }
 
   /**
@@ -341,7 +349,7 @@ export class Session implements CallContext {
   confirmSubscription(identifier: string): boolean {
     if (this.currentState !== 'open' && this.currentState !== 'closing') return false;
     const subs = (this.subs ??= new SmallMap());
-    if (!subs.has(identifier)) subs.set(identifier, { istate: {}, streams: new SmallSet() });
+    if (!subs.has(identifier)) subs.set(identifier, { istate: EMPTY_STATE, streams: new SmallSet() });
     return true;
   }
 
@@ -407,6 +415,23 @@ export class Session implements CallContext {
       this.close(code, reason);
     });
   }
+}
+
+/**
+ * `state` with `patch` applied. Frozen objects are shared (EMPTY_STATE, or the same frozen istate a stream
+ * controller answers every subscriber with), so they are never written: a frozen patch onto no state is
+ * taken as is, anything else is merged into the state, copied first when it is frozen.
+ */
+function patchedState(state: Readonly<Record<string, string>>, patch: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  if (state === EMPTY_STATE && Object.isFrozen(patch) && !deletesAny(patch)) return patch;
+  const target = Object.isFrozen(state) ? { ...state } : (state as Record<string, string>);
+  mergeState(target, patch);
+  return target;
+}
+
+function deletesAny(patch: Readonly<Record<string, string>>): boolean {
+  for (const key in patch) if (patch[key] === '') return true;
+  return false;
 }
 
 function mergeState(target: Record<string, string>, patch: Readonly<Record<string, string>>): void {

@@ -6,8 +6,8 @@ import { parsePingPrecision } from '../protocol/ext-frames.js';
 export interface UpgradeOptions {
   readonly proxiedHeaders: readonly string[];
   /**
-   * Whether an RPC controller will ever read the headers (false under --norpc): only then are they
-   * copied, since they live as long as the connection (a 2 KB cookie is ~2.6 KB of heap each).
+   * Whether an RPC controller will ever read the request (false under --norpc): only then are the headers
+   * and the URL copied, since they live as long as the connection (a 2 KB cookie is ~2.6 KB of heap each).
    */
   readonly captureHeaders: boolean;
   readonly jwtParam: string;
@@ -21,7 +21,6 @@ export interface CapturedUpgrade {
   readonly info: Omit<RequestInfo, 'keyUserId' | 'protocol'>;
   /** The query string without '?' (read with `queryParam`). */
   readonly rawQuery: string;
-  readonly remoteAddress: string;
   /** The selected sub-protocol ('' when the client offered none of ours). */
   readonly protocol: SupportedProtocol | '';
   readonly secWebSocketKey: string;
@@ -38,10 +37,7 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
  * (no URLSearchParams: that parsed the whole query and allocated a map per upgrade).
  */
 export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: UpgradeOptions): CapturedUpgrade {
-  const path = req.getUrl();
   const rawQuery = req.getQuery() ?? '';
-  const host = req.getHeader('host');
-  const remoteAddress = asciiText(res.getRemoteAddressAsText());
   const offered = req.getHeader('sec-websocket-protocol');
 
   let protocol: SupportedProtocol | '' = '';
@@ -56,23 +52,26 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
     }
   }
 
-  const url = `${opts.secure ? 'https' : 'http'}://${host || 'localhost'}${path}${rawQuery ? `?${rawQuery}` : ''}`;
-  // Only when an RPC controller will read them: they live as long as the connection.
-  const headers: Record<string, string> | null = opts.captureHeaders ? {} : null;
-  if (headers !== null) {
+  // Only when an RPC controller will read them (env.url, env.headers): they live as long as the connection.
+  let url = '';
+  let headers: Record<string, string> | null = null;
+  if (opts.captureHeaders) {
+    url = `${opts.secure ? 'https' : 'http'}://${req.getHeader('host') || 'localhost'}${req.getUrl()}${rawQuery ? `?${rawQuery}` : ''}`;
+    headers = {};
     for (const name of opts.proxiedHeaders) {
       const value = req.getHeader(name);
       if (value !== '') headers[name] = value;
     }
-    headers.REMOTE_ADDR = remoteAddress;
+    headers.REMOTE_ADDR = remoteAddress(res);
   }
 
   let token = '';
   if (opts.jwtEnabled) {
     // Header first, then the sub-protocol entry, then the query param (anycable-go's order).
-    const tokenHeader = `x-${opts.jwtParam.toLowerCase()}`;
+    const tokenHeader = jwtHeaderName(opts.jwtParam);
     token = req.getHeader(tokenHeader) || protocolToken;
-    if (token === '') token = shareWith(url, queryParam(rawQuery, opts.jwtParam) ?? '');
+    // From the query, a slice of the kept URL (or of the query string) rather than a copy of its own.
+    if (token === '') token = url === '' ? queryParam(rawQuery, opts.jwtParam) ?? '' : shareWith(url, queryParam(rawQuery, opts.jwtParam) ?? '');
     else if (headers !== null) headers[tokenHeader] = token;
   }
 
@@ -89,7 +88,6 @@ export function captureUpgrade(res: HttpResponse, req: HttpRequest, opts: Upgrad
       pingPrecision: parsePingPrecision(queryParam(rawQuery, 'ptp')),
     },
     rawQuery,
-    remoteAddress,
     protocol,
     secWebSocketKey: req.getHeader('sec-websocket-key'),
     secWebSocketExtensions: req.getHeader('sec-websocket-extensions'),
@@ -115,9 +113,16 @@ export function queryParam(rawQuery: string, name: string): string | null {
   return null;
 }
 
-/** An IP address as text (uWS hands it over as ASCII bytes in an ArrayBuffer). */
-function asciiText(bytes: ArrayBuffer): string {
-  return String.fromCharCode.apply(null, new Uint8Array(bytes) as unknown as number[]);
+/** The peer's IP address as text (uWS hands it over as ASCII bytes); read only where it is used. */
+export function remoteAddress(res: HttpResponse): string {
+  return String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
+}
+
+let jwtHeader = { param: '', name: '' };
+/** `x-<jwt param>` in lower case, built once for the configured parameter (not per upgrade). */
+function jwtHeaderName(param: string): string {
+  if (jwtHeader.param !== param) jwtHeader = { param, name: `x-${param.toLowerCase()}` };
+  return jwtHeader.name;
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Node } from '../node/node.js';
 import type { Session } from '../node/session.js';
 import { Reply } from './http-io.js';
 import { VERSION } from '../version.js';
-import { captureUpgrade, originAllowed, queryParam, type UpgradeOptions } from './request-info.js';
+import { captureUpgrade, originAllowed, queryParam, remoteAddress, type UpgradeOptions } from './request-info.js';
 import { safeEqual } from '../auth/keys.js';
 
 export interface WsEndpointOptions extends UpgradeOptions {
@@ -97,7 +97,7 @@ export class WsEndpoint {
         keyUserId = userIdFromPath(req) || 'user';
       } else if (captured.info.token === '') {
         // A JWT goes through so the JWT layer answers it with frames (token_expired must reach the client).
-        this.log.info({ remote: captured.remoteAddress }, 'websocket key missing or wrong, upgrade refused');
+        this.log.info({ remote: remoteAddress(res) }, 'websocket key missing or wrong, upgrade refused');
         return this.refuse(res, '403 Forbidden', 'invalid_credentials');
       }
     }
@@ -105,12 +105,11 @@ export class WsEndpoint {
     const { url, headers, token, restoreSid, pingPrecision } = captured.info;
     const { protocol } = captured;
     const session = this.node.createSession(randomUUID(), { url, headers, token, keyUserId, protocol, restoreSid, pingPrecision }, captured.pingOverride);
-    res.cork(() => {
-      res.writeStatus('101 Switching Protocols');
-      res.writeHeader('X-AnyCable-Version', VERSION);
-      // Never echo the anycable-token.* entry; with no offer of ours, JSON is assumed and nothing echoed.
-      res.upgrade<UserData>({ session }, captured.secWebSocketKey, captured.protocol, captured.secWebSocketExtensions, context);
-    });
+    // No res.cork: uWS corks the response for the length of this (synchronous) handler.
+    res.writeStatus('101 Switching Protocols');
+    res.writeHeader('X-AnyCable-Version', VERSION);
+    // Never echo the anycable-token.* entry; with no offer of ours, JSON is assumed and nothing echoed.
+    res.upgrade<UserData>({ session }, captured.secWebSocketKey, captured.protocol, captured.secWebSocketExtensions, context);
   }
 
   private open(ws: WebSocket<UserData>): void {

@@ -6,7 +6,7 @@ import type { Node } from '../node/node.js';
 import type { Session } from '../node/session.js';
 import type { TopicPublisher } from '../hub/hub.js';
 import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_TRY_AGAIN_LATER } from '../protocol/messages.js';
-import { captureUpgrade, originAllowed, type CapturedUpgrade, type UpgradeOptions } from '../server/request-info.js';
+import { captureUpgrade, originAllowed, remoteAddress, type CapturedUpgrade, type UpgradeOptions } from '../server/request-info.js';
 import { safeEqual } from '../auth/keys.js';
 import { VERSION } from '../version.js';
 import { SseSocket, type SseSocketListener } from './sse-socket.js';
@@ -107,6 +107,8 @@ export class SseEndpoint {
 
   private request(res: HttpResponse, req: HttpRequest, method: 'GET' | 'POST'): void {
     const captured = captureUpgrade(res, req, this.opts);
+    // Logged after the request callback (refusals, stream open), so read now.
+    const remote = remoteAddress(res);
     const query = new URLSearchParams(captured.rawQuery);
     // Always read here (not only when origins are restricted): CORS echoes it for cross-origin EventSource.
     const origin = req.getHeader('origin');
@@ -137,14 +139,14 @@ export class SseEndpoint {
         keyUserId = 'user';
       } else if (captured.info.token === '') {
         this.metrics.counters.failed_auths_total++;
-        this.log.info({ remote: captured.remoteAddress }, 'websocket key missing or wrong, SSE request refused');
+        this.log.info({ remote }, 'websocket key missing or wrong, SSE request refused');
         return answer('401 Unauthorized', 'unauthorized');
       }
     }
     // EventSource reads events; fetch clients of POST read the protocol: raw=1 unwraps there too.
     const raw = query.get('raw');
     const unwrap = raw === '1' || raw === 'true' || (method === 'GET' && raw !== '0' && raw !== 'false');
-    const connection = new SseConnection(this, captured, cors, keyUserId);
+    const connection = new SseConnection(this, captured, remote, cors, keyUserId);
     const socket = new SseSocket(res, this.topics, this.uws, unwrap, connection);
     connection.socket = socket;
     if (method === 'GET') {
@@ -184,7 +186,7 @@ export class SseEndpoint {
   established(connection: SseConnection): void {
     this.streams++;
     connection.socket!.establish({ ...STREAM_HEADERS, ...connection.cors });
-    if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: connection.session?.sid, remote: connection.captured.remoteAddress }, 'SSE stream open');
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: connection.session?.sid, remote: connection.remoteAddress }, 'SSE stream open');
   }
 
   /** @internal */
@@ -200,7 +202,7 @@ export class SseEndpoint {
   /** @internal */
   refused(connection: SseConnection, status: string, error: string, detail: string | undefined): void {
     const level = status.startsWith('5') ? 'warn' : 'info';
-    this.log[level]({ sid: connection.session?.sid, status: Number.parseInt(status, 10), error, detail, remote: connection.captured.remoteAddress }, 'SSE request refused');
+    this.log[level]({ sid: connection.session?.sid, status: Number.parseInt(status, 10), error, detail, remote: connection.remoteAddress }, 'SSE request refused');
     if (error !== 'unauthorized') this.metrics.counters.failed_client_msg_total++;
   }
 }
@@ -220,6 +222,7 @@ class SseConnection implements SseSocketListener {
   constructor(
     private readonly endpoint: SseEndpoint,
     readonly captured: CapturedUpgrade,
+    readonly remoteAddress: string,
     readonly cors: Headers,
     readonly keyUserId: string | null,
   ) {}

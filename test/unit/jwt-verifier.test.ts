@@ -100,6 +100,17 @@ describe('JWT verifier (node:crypto HMAC) against jose-signed tokens', () => {
     assert.deepEqual(verifier.verify(`${token}=`), { ok: false, reason: 'unauthorized', detail: 'malformed token' });
   });
 
+  test('short and long tokens in turn (the MAC input buffer grows and is reused) verify, and a changed MAC does not', async () => {
+    const single = new JwtVerifier([K1]);
+    for (const size of [10, 2000, 5, 6000, 100]) {
+      for (const alg of ['HS256', 'HS512']) {
+        const token = await sign(K1, { ext: 'x'.repeat(size) }, alg);
+        assert.deepEqual(single.verify(token), { ok: true, identifiers: 'x'.repeat(size) }, `${alg} ${size}`);
+        assert.deepEqual(single.verify(flip(token, token.length - 2)), { ok: false, reason: 'unauthorized', detail: 'bad signature' }, `${alg} ${size} flipped`);
+      }
+    }
+  });
+
   test('malformed input: segments, JSON, types, crit, length', async () => {
     for (const bad of ['', 'not-a-jwt', 'a.b', 'a.b.c.d', '.x.y', `${b64url([1])}.${b64url({ ext: '1' })}.sig`, `${b64url({})}.${b64url({ ext: '1' })}.sig`, `${b64url({ alg: 'HS256', crit: ['b64'], b64: true })}.${b64url({ ext: '1' })}.sig`, 'e30.e30.%%%']) {
       assert.deepEqual(verifier.verify(bad), { ok: false, reason: 'unauthorized', detail: 'malformed token' }, bad);

@@ -50,8 +50,8 @@ export class IdentifiedController implements Controller {
   constructor(private readonly identifiers: readonly Identifier[], private readonly inner: Controller) {}
 
   authenticate(ctx: CallContext): Awaitable<ConnectResult> {
-    for (const identifier of this.identifiers) {
-      const result = identifier.identify(ctx);
+    for (let i = 0; i < this.identifiers.length; i++) {
+      const result = this.identifiers[i]!.identify(ctx);
       if (result) return result;
     }
     return this.inner.authenticate(ctx);

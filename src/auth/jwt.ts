@@ -200,11 +200,17 @@ function claims(segment: string): JwtVerdict {
 }
 
 /** A base64url segment holding a JSON object, or null. */
+let decoded = Buffer.alloc(1024);
+
 function parseSegment(segment: string, checked = false): Record<string, unknown> | null {
   if (!checked && !BASE64URL.test(segment)) return null;
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+    // Decoded into a reused buffer (verify is synchronous): no Buffer object per segment.
+    const size = Math.ceil((segment.length * 3) / 4);
+    if (decoded.length < size) decoded = Buffer.alloc(size);
+    const length = decoded.write(segment, 0, 'base64url');
+    value = JSON.parse(decoded.toString('utf8', 0, length));
   } catch {
     return null;
   }

@@ -25,8 +25,11 @@ export interface RequestInfo {
   readonly url: string;
   /** Proxied headers (lower-case names) plus REMOTE_ADDR and the JWT header when present. */
   readonly headers: Readonly<Record<string, string>>;
-  /** The JWT from header, sub-protocol or query ('' when none). */
-  readonly token: string;
+  /**
+   * The JWT from header, sub-protocol or query ('' when none). Cleared once the connection is authenticated:
+   * nothing reads it later, and a token from the query keeps the whole query string alive.
+   */
+  token: string;
   /** Set when the upgrade was allowed by the WebSocket key; the id comes from the path or is "user". */
   readonly keyUserId: string | null;
   /** The sub-protocol in use ('' = none offered, JSON): ext-json turns on session recovery and pong checks. */

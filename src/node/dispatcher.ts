@@ -100,13 +100,9 @@ export class Dispatcher {
     if (result.usedRpc) session.usedRpc = true;
     if (result.cstate) session.patchConnectionState(result.cstate);
     if (result.status === 'success') {
-      session.cork(() => {
-        // False when the client left meanwhile: the identity is kept so the app hears Disconnect.
-        if (!session.authenticated(result.identifiers)) return;
-        session.sendAll(result.transmissions);
-        keeper?.commit(session);
-        if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, identifiers: compact(result.identifiers) }, 'connected');
-      });
+      // No closure to cork when the transport batches the writes already (a uWS open callback).
+      if (session.corked) this.welcome(session, keeper, result);
+      else session.cork(() => this.welcome(session, keeper, result));
       return;
     }
     if (!session.isLive) return;
@@ -121,6 +117,14 @@ export class Dispatcher {
       session.sendAll(result.transmissions);
       return true;
     });
+  }
+
+  private welcome(session: Session, keeper: SessionKeeper | null, result: ConnectResult): void {
+    // False when the client left meanwhile: the identity is kept so the app hears Disconnect.
+    if (!session.authenticated(result.identifiers)) return;
+    session.sendAll(result.transmissions);
+    keeper?.commit(session);
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: session.sid, identifiers: compact(result.identifiers) }, 'connected');
   }
 
   private command(session: Session, command: ChannelCommand): Pending {
@@ -182,11 +186,8 @@ export class Dispatcher {
     }
     if (result.usedRpc) session.usedRpc = true;
     if (result.status === 'failure' && result.usedRpc) this.log.info({ sid: session.sid, identifier: compact(identifier) }, 'subscription rejected by the app (RPC)');
-    let confirmed = false;
-    this.applyCorked(session, () => {
-      confirmed = result.status === 'success' && session.confirmSubscription(identifier);
-      return this.apply(session, identifier, confirmed, result);
-    });
+    const confirmed = result.status === 'success' && session.confirmSubscription(identifier);
+    this.applyResult(session, identifier, confirmed, result);
     if (!confirmed || session.state !== 'open') return undefined;
     this.keeper(session)?.commit(session);
     if (!result.presence && join === null) {
@@ -271,10 +272,19 @@ export class Dispatcher {
       this.log.warn({ sid: session.sid, err: result.errorMsg ?? '' }, 'perform error');
       return undefined;
     }
-    this.applyCorked(session, () => this.apply(session, identifier, session.subscription(identifier) !== undefined, result));
+    this.applyResult(session, identifier, session.subscription(identifier) !== undefined, result);
     const changed = result.streams.length > 0 || result.stopStreams || result.stoppedStreams.length > 0 || result.istate !== undefined || result.cstate !== undefined;
     if (changed && session.state === 'open') this.keeper(session)?.commit(session);
     return this.applyPresence(session, identifier, result);
+  }
+
+  /** `apply` of a result, corked (no closure when the transport batches the writes already). */
+  private applyResult(session: Session, identifier: string, channel: boolean, result: CommandResult): void {
+    if (!session.corked) {
+      this.applyCorked(session, () => this.apply(session, identifier, channel, result));
+      return;
+    }
+    if (this.apply(session, identifier, channel, result)) session.close(CLOSE_NORMAL);
   }
 
   /**

@@ -69,6 +69,7 @@ export class Node {
     this.host = {
       hub: deps.hub,
       counters: deps.metrics.counters,
+      corked: null,
       commandQueueBytes: opts.maxCommandQueueSize,
       run: (session: Session, call: SessionCall) => this.dispatcher.run(session, call),
       onCallError: (session: Session, err: unknown) => this.log.error({ sid: session.sid, err: errorMessage(err) }, 'command failed'),
@@ -93,13 +94,37 @@ export class Node {
     return new Session(sid, request, customPingS, this.host);
   }
 
-  onOpen(session: Session, socket: SessionSocket): void {
+  /** `corked`: the transport batches the writes made during this call (a uWS open callback does). */
+  onOpen(session: Session, socket: SessionSocket, corked = false): void {
     this.registry.add(session);
     this.deps.onSizeChange?.(this.registry.size);
-    session.attach(socket);
+    if (!corked) {
+      session.attach(socket);
+      return;
+    }
+    this.host.corked = session;
+    try {
+      session.attach(socket);
+    } finally {
+      this.host.corked = null;
+    }
   }
 
-  onMessage(session: Session, message: ArrayBuffer, isBinary: boolean): void {
+  /** `corked`: the transport batches the writes made during this call (a uWS message callback does). */
+  onMessage(session: Session, message: ArrayBuffer, isBinary: boolean, corked = false): void {
+    if (!corked) {
+      this.message(session, message, isBinary);
+      return;
+    }
+    this.host.corked = session;
+    try {
+      this.message(session, message, isBinary);
+    } finally {
+      this.host.corked = null;
+    }
+  }
+
+  private message(session: Session, message: ArrayBuffer, isBinary: boolean): void {
     const counters = this.deps.metrics.counters;
     counters.client_msg_total++;
     counters.data_rcvd_total += message.byteLength;

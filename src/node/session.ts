@@ -39,6 +39,11 @@ export type Pending = Promise<void> | undefined;
 export interface SessionHost {
   readonly hub: StreamIndex;
   readonly counters: Counters;
+  /**
+   * The session inside whose own transport callback we are, when the transport batches that callback's
+   * writes itself (uWS corks a socket during its open and message callbacks): its `cork` calls through.
+   */
+  corked: Session | null;
   /** Budget for `enqueue`, bytes. */
   readonly commandQueueBytes: number;
   /** Runs one call (the dispatcher): to completion when it answers `undefined`; never rejects for protocol outcomes. */
@@ -193,6 +198,7 @@ export class Session implements CallContext {
   authenticated(identifiers: string): boolean {
     this.ids = identifiers;
     this.identified = true;
+    this.request.token = '';
     if (this.currentState !== 'connecting' || this.socket === null) return false;
     this.currentState = 'open';
     this.host.onOpened(this);
@@ -224,10 +230,12 @@ export class Session implements CallContext {
       this.waitingHead = 0;
     }
     if (this.subs !== null) {
-      for (const [identifier, sub] of this.subs) {
-        for (const stream of sub.streams) this.host.hub.unsubscribe(null, stream, identifier);
+      const hub = this.host.hub;
+      // forEach, not for…of: no iterator objects on every close.
+      this.subs.forEach((sub, identifier) => {
+        sub.streams.forEach((stream) => hub.unsubscribe(null, stream, identifier));
         sub.streams.clear();
-      }
+      });
     }
     this.abort?.abort();
     this.host.onTransportClosed(this, wasOpen);
@@ -358,7 +366,9 @@ export class Session implements CallContext {
     const sub = this.subs?.get(identifier);
     const socket = this.socket;
     if (sub === undefined || socket === null || this.currentState !== 'open') return;
-    for (const stream of streams) {
+    // Index loops on the connect path: no iterator objects.
+    for (let i = 0; i < streams.length; i++) {
+      const stream = streams[i]!;
       if (sub.streams.has(stream)) continue;
       sub.streams.add(stream);
       this.host.hub.subscribe(socket, stream, identifier);
@@ -395,13 +405,18 @@ export class Session implements CallContext {
   }
 
   sendAll(frames: readonly string[]): void {
-    for (const frame of frames) this.send(frame);
+    for (let i = 0; i < frames.length; i++) this.send(frames[i]!);
+  }
+
+  /** Writes need no `cork` now: the transport batches them already (or is gone, so nothing is written). */
+  get corked(): boolean {
+    return this.socket === null || this.host.corked === this;
   }
 
   /** Runs `writes` corked: after an await we are outside any uWS callback, and each send would be a syscall. */
   cork(writes: () => void): void {
     const socket = this.socket;
-    if (socket === null) writes();
+    if (socket === null || this.host.corked === this) writes();
     else socket.cork(writes);
   }
 

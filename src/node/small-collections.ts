@@ -37,7 +37,9 @@ export class SmallSet<T> implements ReadonlySet<T> {
   }
 
   forEach(callback: (value: T, value2: T, set: ReadonlySet<T>) => void, thisArg?: unknown): void {
-    for (const value of this.items) callback.call(thisArg, value, value, this);
+    // An index loop over the snapshot: no iterator objects (every close runs this).
+    const items = this.items;
+    for (let i = 0; i < items.length; i++) callback.call(thisArg, items[i]!, items[i]!, this);
   }
 
   *entries(): IterableIterator<[T, T]> {
@@ -100,7 +102,9 @@ export class SmallMap<K, V> implements ReadonlyMap<K, V> {
   }
 
   forEach(callback: (value: V, key: K, map: ReadonlyMap<K, V>) => void, thisArg?: unknown): void {
-    for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
+    // An index loop over the snapshot: a generator allocates its state, an array and a result per entry.
+    const flat = this.flat;
+    for (let i = 0; i < flat.length; i += 2) callback.call(thisArg, flat[i + 1] as V, flat[i] as K, this);
   }
 
   *entries(): IterableIterator<[K, V]> {

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t, WebSocket } from 'uWebSockets.js';
 import type { Logger } from '../logging/logger.js';
 import type { Node } from '../node/node.js';
 import type { Session } from '../node/session.js';
+import { newSid } from '../node/sid.js';
 import { Reply } from './http-io.js';
 import { VERSION } from '../version.js';
 import { captureUpgrade, originAllowed, queryParam, remoteAddress, type UpgradeOptions } from './request-info.js';
@@ -67,7 +67,8 @@ export class WsEndpoint {
         sendPingsAutomatically: false,
         upgrade: (res, req, context) => this.upgrade(res, req, context, idFromPath),
         open: (ws) => this.open(ws),
-        message: (ws, message, isBinary) => this.node.onMessage(ws.getUserData().session, message, isBinary),
+        // uWS corks the socket for its open and message callbacks: writes made there need no cork of ours.
+        message: (ws, message, isBinary) => this.node.onMessage(ws.getUserData().session, message, isBinary, true),
         close: (ws) => this.node.onClose(ws.getUserData().session),
       });
     }
@@ -104,7 +105,7 @@ export class WsEndpoint {
     // A literal, not a spread: V8 gave each spread copy a map of its own (~200 bytes per connection).
     const { url, headers, token, restoreSid, pingPrecision } = captured.info;
     const { protocol } = captured;
-    const session = this.node.createSession(randomUUID(), { url, headers, token, keyUserId, protocol, restoreSid, pingPrecision }, captured.pingOverride);
+    const session = this.node.createSession(newSid(), { url, headers, token, keyUserId, protocol, restoreSid, pingPrecision }, captured.pingOverride);
     // No res.cork: uWS corks the response for the length of this (synchronous) handler.
     res.writeStatus('101 Switching Protocols');
     res.writeHeader('X-AnyCable-Version', VERSION);
@@ -113,7 +114,7 @@ export class WsEndpoint {
   }
 
   private open(ws: WebSocket<UserData>): void {
-    this.node.onOpen(ws.getUserData().session, ws);
+    this.node.onOpen(ws.getUserData().session, ws, true);
   }
 }
 

@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Node } from '../node/node.js';
 import type { Session } from '../node/session.js';
+import { newSid } from '../node/sid.js';
 import type { TopicPublisher } from '../hub/hub.js';
 import { CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, CLOSE_TRY_AGAIN_LATER } from '../protocol/messages.js';
 import { captureUpgrade, originAllowed, remoteAddress, type CapturedUpgrade, type UpgradeOptions } from '../server/request-info.js';
@@ -174,7 +174,7 @@ export class SseEndpoint {
     const { url, headers, token, pingPrecision } = connection.captured.info;
     // Plain JSON protocol; no session restore (an SSE client resumes its streams with Last-Event-ID instead).
     const request = { url, headers, token, keyUserId: connection.keyUserId, protocol: '' as const, restoreSid: '', pingPrecision };
-    const session = this.node.createSession(randomUUID(), request, connection.captured.pingOverride);
+    const session = this.node.createSession(newSid(), request, connection.captured.pingOverride);
     connection.session = session;
     this.node.onOpen(session, connection.socket!);
     // The subscribe commands queue behind authentication, exactly as frames of a websocket would.

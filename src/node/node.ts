@@ -15,7 +15,6 @@ import { Dispatcher, type DispatcherDeps } from './dispatcher.js';
 import type { CatchUp } from '../reliable/catch-up.js';
 import { Liveness } from './liveness.js';
 
-export { PING_TOPIC } from './liveness.js';
 
 export interface NodeOptions {
   readonly pingIntervalS: number;
@@ -36,7 +35,8 @@ export interface DisconnectSink {
 /** What the dispatcher needs, and what the node itself wires: fan-out, catch-up, Disconnect calls. */
 export interface NodeDeps extends DispatcherDeps {
   readonly hub: Hub;
-  readonly publisher: TopicPublisher;
+  /** No longer read (pings are written per session, see Liveness); optional until the wiring stops passing it. */
+  readonly publisher?: TopicPublisher;
   readonly disconnectQueue: DisconnectSink;
   /** Holds live messages of sessions catching up on history. */
   readonly catchUp?: CatchUp | null;
@@ -65,7 +65,7 @@ export class Node {
     this.log = deps.logger.child({ component: 'node' });
     this.registry = new SessionRegistry(deps.metrics, deps.identifierEvents ?? null);
     this.dispatcher = new Dispatcher(deps);
-    this.liveness = new Liveness(opts, this.registry, deps.publisher, deps.metrics, deps.logger);
+    this.liveness = new Liveness(opts, this.registry, deps.metrics, deps.logger);
     this.host = {
       hub: deps.hub,
       counters: deps.metrics.counters,

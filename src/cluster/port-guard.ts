@@ -23,6 +23,7 @@ export async function probeExclusive(uws: Uws, host: string, port: number): Prom
 interface ListeningSocket {
   /** Local address as the kernel prints it (hex), port excluded. */
   readonly address: string;
+  readonly ipv6: boolean;
   readonly inode: string;
 }
 
@@ -30,7 +31,7 @@ interface ListeningSocket {
 function listenersOn(port: number): ListeningSocket[] {
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   const found: ListeningSocket[] = [];
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+  for (const [table, ipv6] of [['/proc/net/tcp', false], ['/proc/net/tcp6', true]] as const) {
     let text: string;
     try {
       text = readFileSync(table, 'utf8');
@@ -43,7 +44,7 @@ function listenersOn(port: number): ListeningSocket[] {
       // State 0A is LISTEN.
       if (local === undefined || fields[3] !== '0A' || fields[9] === undefined) continue;
       const [address, portHex] = local.split(':');
-      if (portHex === hexPort && address !== undefined) found.push({ address, inode: fields[9] });
+      if (portHex === hexPort && address !== undefined) found.push({ address, ipv6, inode: fields[9] });
     }
   }
   return found;
@@ -69,11 +70,21 @@ function ownSocketInodes(): Set<string> {
   return inodes;
 }
 
-/** How many sockets of other processes listen on the same address and port as ours. */
+/** An all-zero address: 0.0.0.0, or :: (which, dual-stack, also takes IPv4). */
+function isWildcard(address: string): boolean {
+  return /^0+$/.test(address);
+}
+
+/**
+ * How many sockets of other processes listen on the port where they take connections meant for ours:
+ * on our address, or anywhere our wildcard address covers (the kernel prefers the more specific one).
+ */
 export function foreignListeners(port: number): number {
   const listeners = listenersOn(port);
   if (listeners.length === 0) return 0;
   const own = ownSocketInodes();
-  const ourAddresses = new Set(listeners.filter((l) => own.has(l.inode)).map((l) => l.address));
-  return listeners.filter((l) => !own.has(l.inode) && ourAddresses.has(l.address)).length;
+  const ours = listeners.filter((l) => own.has(l.inode));
+  const covered = (l: ListeningSocket): boolean =>
+    ours.some((o) => o.address === l.address || (isWildcard(o.address) && (o.ipv6 || !l.ipv6)));
+  return listeners.filter((l) => !own.has(l.inode) && covered(l)).length;
 }

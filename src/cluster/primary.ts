@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
-import { CablecatError } from '../errors.js';
+import { CablecatError, errorMessage } from '../errors.js';
 import { Metrics } from '../metrics/metrics.js';
 import { createPrometheusRegistry } from '../metrics/prometheus.js';
 import { MetricsLogger } from '../metrics/metrics-logger.js';
@@ -11,38 +11,44 @@ import type { Uws } from '../server/uws.js';
 import { loadUsersFile } from '../auth/users.js';
 import { NodeCore } from '../app/node-core.js';
 import { nodeRoutes, sharesBroadcastPort } from '../app/http-routes.js';
-import type { BrokerOps, MetricsSnapshot, PrimaryMessage, WorkerBirth, WorkerMessage } from './messages.js';
+import type { BrokerOp, BrokerOps, MetricsSnapshot, PrimaryMessage, WorkerBirth, WorkerMessage } from './messages.js';
 import { brokerOpsOf } from './remote-broker.js';
 import { ClusterMetrics } from './cluster-metrics.js';
-import { ConnectionCells, createCells, reclaimSlots } from './shared-cells.js';
+import { MetricsCollector } from './metrics-collector.js';
+import { NodeTally } from './node-tally.js';
+import { createCells, releaseWorker } from './shared-cells.js';
 import { foreignListeners, probeExclusive } from './port-guard.js';
 import { createStreamFilterBuffer, streamBucket, StreamFilter } from './stream-filter.js';
 
 const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
-/** How long a metrics scrape waits for a worker's numbers. */
-const COLLECT_TIMEOUT_MS = 1_000;
 /** How long a worker gets to close its sockets when told to stop now. */
 const CLOSE_NOW_MS = 2_000;
 /** A worker that lived this long before crashing is replaced at once; one crashing sooner waits longer each time. */
 const STABLE_MS = 10_000;
 const MAX_RESPAWN_DELAY_MS = 5_000;
+/** How often the port is checked for another process sharing it (reading /proc/net/tcp* costs ~1 ms per 10k sockets). */
+const PORT_CHECK_MS = 10_000;
+
+export interface ClusterOptions {
+  /** Where the workers' log lines go (the primary's own destination, so one stream carries the node's logs). */
+  readonly logOutput?: NodeJS.WritableStream;
+  /** How often the port is checked for another process sharing it. */
+  readonly portCheckMs?: number;
+}
 
 interface WorkerSlot {
   readonly index: number;
-  thread: Worker;
-  /** Streams this worker has subscribers on. */
-  readonly streams: Set<string>;
-  /** Connection identifiers with a connection on this worker. */
-  readonly identifiers: Set<string>;
+  readonly thread: Worker;
   /** Streams the worker may follow, counted by the worker itself in shared memory. */
   readonly filter: StreamFilter;
   /** Publications for this worker not yet posted. */
   outbox: Publication[];
-  bornAt: number;
+  readonly bornAt: number;
   /** Consecutive quick crashes, for the respawn backoff. */
-  quickCrashes: number;
+  readonly quickCrashes: number;
+  listening: boolean;
   lastError: string | null;
-  exited: Promise<number>;
+  readonly gone: Promise<void>;
 }
 
 /**
@@ -50,8 +56,8 @@ interface WorkerSlot {
  * spreads connections), and here, once per node, what must not be repeated per worker: the broker and
  * the positions it gives, pub/sub subscriptions (one per stream the node follows), the broadcast
  * adapters and the HTTP API listener, the RPC cap (shared memory), metrics. Every publication reaches
- * every worker once, in the order it was accepted here. A crashed worker is logged and replaced; the
- * others keep their connections.
+ * every worker that may follow its stream once, in the order it was accepted here. A crashed worker
+ * is logged and replaced; the others keep their connections.
  */
 export class ClusterPrimary {
   readonly metrics = new Metrics();
@@ -61,10 +67,8 @@ export class ClusterPrimary {
   private readonly core: NodeCore;
   private readonly cells: SharedArrayBuffer;
   private readonly slots: (WorkerSlot | null)[];
-  /** Stream → how many workers follow it; pub/sub follows the stream while it is above zero. */
-  private readonly followers = new Map<string, number>();
-  /** Connection identifiers → how many workers have connections with them (clients_uniq_num). */
-  private readonly identifiers = new Map<string, number>();
+  private readonly tally: NodeTally;
+  private readonly collector: MetricsCollector;
   private readonly clusterMetrics: ClusterMetrics;
   private readonly log: Logger;
   private readonly apiListener: ApiListener | null;
@@ -75,23 +79,32 @@ export class ClusterPrimary {
   private readonly renderMetrics: () => Promise<string>;
   private serving = true;
   private stopping = false;
+  /** What health reports down, as the workers were last told. */
   private problem: string | null = null;
+  /** Set while another process shares the port. */
+  private portShared: string | null = null;
   private watchTimer: NodeJS.Timeout | undefined;
-  private nextCollectId = 1;
   private lastRefresh = 0;
+  private lastPortCheck = 0;
   private flushScheduled = false;
-  private readonly collects = new Map<number, { readonly snapshots: Map<number, MetricsSnapshot>; readonly waiting: Set<number>; readonly done: () => void }>();
 
-  /** `logOutput`: where the workers' log lines go (the primary's own destination, so one stream carries the node's logs). */
-  constructor(private readonly config: Config, logger: Logger, private readonly uws: Uws, private readonly logOutput: NodeJS.WritableStream = process.stdout) {
+  constructor(private readonly config: Config, logger: Logger, private readonly uws: Uws, private readonly options: ClusterOptions = {}) {
     this.log = logger.child({ component: 'cluster' });
     this.cells = createCells(config.workers);
     this.slots = new Array<WorkerSlot | null>(config.workers).fill(null);
     this.core = new NodeCore(config, this.metrics, logger, (pub) => this.deliver(pub));
     this.brokerOps = this.core.broker ? brokerOpsOf(this.core.broker) : null;
-    this.metrics.registerGauge('broadcast_streams_num', () => this.followers.size);
-    this.metrics.registerGauge('clients_uniq_num', () => this.identifiers.size);
-    this.clusterMetrics = new ClusterMetrics(this.metrics, () => this.collectMetrics());
+    this.tally = new NodeTally((stream, followed) => {
+      if (followed) this.core.pubsub?.subscribeStream(stream);
+      else this.core.pubsub?.unsubscribeStream(stream);
+    });
+    this.metrics.registerGauge('broadcast_streams_num', () => this.tally.streamCount);
+    this.metrics.registerGauge('clients_uniq_num', () => this.tally.identifierCount);
+    this.collector = new MetricsCollector((worker, id) => {
+      const slot = this.slots[worker];
+      if (slot) this.post(slot, { t: 'collect_metrics', id });
+    });
+    this.clusterMetrics = new ClusterMetrics(this.metrics, () => this.collector.collect(this.liveSlots().map((slot) => slot.index)));
     const registry = config.metricsHttp ? createPrometheusRegistry(this.clusterMetrics, config.metricsPrefix, config.metricsTags) : null;
     this.renderMetrics = async () => {
       if (!registry) return '';
@@ -100,7 +113,7 @@ export class ClusterPrimary {
     };
     const routes = nodeRoutes(config, {
       serving: () => this.serving,
-      unavailable: () => this.core.unavailable(),
+      unavailable: () => this.unavailable(),
       accept: (pubs) => this.core.pipeline.accept(pubs, false),
       renderMetrics: registry ? this.renderMetrics : null,
       users: config.usersFile ? loadUsersFile(config.usersFile) : null,
@@ -117,7 +130,9 @@ export class ClusterPrimary {
       this.port = await probeExclusive(this.uws, this.config.host, this.config.port);
       await this.core.startBroker();
       await this.core.startIngress();
-      await Promise.all(this.slots.map((_, index) => this.spawn(index)));
+      // Workers are born knowing what is down (the broker connects in the background).
+      this.problem = this.unavailable();
+      await Promise.all(this.slots.map((_, index) => this.spawn(index, 0)));
       const foreign = foreignListeners(this.port);
       if (foreign > 0) {
         throw new CablecatError('CABLECAT_ERR_LISTEN', `cannot listen on ${this.config.host}:${this.port}: another process started listening on port ${this.port} (SO_REUSEPORT) while the workers did`);
@@ -132,16 +147,11 @@ export class ClusterPrimary {
       await this.core.closeBroker();
       throw err;
     }
-    this.problem = this.core.unavailable();
-    // Workers answer health and restore requests from what the primary last told them about the broker.
-    this.watchTimer = setInterval(() => {
-      this.watchBroker();
-      // The metrics log reads the node's numbers as last collected: keep them fresh.
-      if (this.metricsLogger && Date.now() - this.lastRefresh >= (this.config.metricsRotateIntervalS * 1000) / 2) {
-        this.lastRefresh = Date.now();
-        void this.clusterMetrics.refresh();
-      }
-    }, 250);
+    if (sharesBroadcastPort(this.config) && this.config.broadcastAdapters.includes('http')) {
+      this.log.warn({ port: this.port }, 'HTTP broadcasts on the main port only: uWS cannot parse the anycable gem\'s absolute-form requests, point its http_broadcast_url at another adapter or set a separate --http_broadcast_port');
+    }
+    this.lastPortCheck = Date.now();
+    this.watchTimer = setInterval(() => this.watch(), 250);
     this.watchTimer.unref();
     this.metricsLogger?.start();
     this.log.info({ workers: this.config.workers, port: this.port }, 'workers listening');
@@ -155,9 +165,10 @@ export class ClusterPrimary {
     clearInterval(this.watchTimer);
     const live = this.liveSlots();
     for (const slot of live) this.post(slot, { t: 'shutdown', deadline });
+    // Workers bound their own shutdown by the deadline; one that overruns it is closed at once.
     const late = await Promise.race([
-      Promise.all(live.map((slot) => slot.exited)).then(() => false),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()) + 1_000).unref()),
+      Promise.all(live.map((slot) => slot.gone)).then(() => false),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()) + 250).unref()),
     ]);
     if (late) await this.closeWorkersNow();
     await this.core.stopIngress(deadline);
@@ -173,7 +184,7 @@ export class ClusterPrimary {
     const live = this.liveSlots();
     for (const slot of live) this.post(slot, { t: 'close_now' });
     await Promise.race([
-      Promise.all(live.map((slot) => slot.exited)),
+      Promise.all(live.map((slot) => slot.gone)),
       new Promise((resolve) => setTimeout(resolve, CLOSE_NOW_MS).unref()),
     ]);
   }
@@ -191,7 +202,7 @@ export class ClusterPrimary {
 
   /** Each live worker's own metrics, by index (diagnostics and tests: e.g. how connections spread). */
   workerMetrics(): Promise<ReadonlyMap<number, MetricsSnapshot>> {
-    return this.collectMetrics();
+    return this.collector.collect(this.liveSlots().map((slot) => slot.index));
   }
 
   // ---- workers ------------------------------------------------------------------------------
@@ -207,7 +218,7 @@ export class ClusterPrimary {
   }
 
   /** Starts worker `index`; resolves once it listens, rejects if it cannot start. */
-  private spawn(index: number, previous: WorkerSlot | null = null): Promise<void> {
+  private spawn(index: number, quickCrashes: number): Promise<void> {
     const streams = createStreamFilterBuffer();
     const birth: WorkerBirth = {
       index,
@@ -219,18 +230,17 @@ export class ClusterPrimary {
       unavailable: this.problem,
     };
     const thread = new Worker(WORKER_ENTRY, { workerData: birth, stdout: true });
-    thread.stdout.pipe(this.logOutput, { end: false });
-    let exitCode: (code: number) => void = () => {};
+    thread.stdout.pipe(this.options.logOutput ?? process.stdout, { end: false });
+    let gone: () => void = () => {};
     const slot: WorkerSlot = {
-      index, thread, streams: new Set(), identifiers: new Set(), filter: new StreamFilter(streams), outbox: [], bornAt: Date.now(), quickCrashes: previous?.quickCrashes ?? 0, lastError: null,
-      exited: new Promise<number>((resolve) => { exitCode = resolve; }),
+      index, thread, filter: new StreamFilter(streams), outbox: [], bornAt: Date.now(), quickCrashes, listening: false, lastError: null,
+      gone: new Promise<void>((resolve) => { gone = resolve; }),
     };
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
-      let listening = false;
       thread.on('message', (message: WorkerMessage) => {
         if (message.t === 'listening') {
-          listening = true;
+          slot.listening = true;
           resolve();
         } else if (message.t === 'start_failed') {
           reject(new CablecatError(message.code ?? 'CABLECAT_ERR_WORKER', message.error));
@@ -242,33 +252,38 @@ export class ClusterPrimary {
         slot.lastError ??= err.stack ?? err.message;
       });
       thread.on('exit', (code) => {
-        exitCode(code);
-        if (!listening) reject(new CablecatError('CABLECAT_ERR_WORKER', `worker ${index} exited (code ${code}) before listening${slot.lastError ? `: ${slot.lastError}` : ''}`));
+        if (!slot.listening) reject(new CablecatError('CABLECAT_ERR_WORKER', `worker ${index} exited (code ${code}) before listening${slot.lastError ? `: ${slot.lastError}` : ''}`));
         this.exited(slot, code);
+        gone();
       });
     });
   }
 
   private exited(slot: WorkerSlot, code: number): void {
     if (this.slots[slot.index] === slot) this.slots[slot.index] = null;
-    for (const stream of slot.streams) this.unfollow(stream);
-    slot.streams.clear();
-    for (const identifiers of slot.identifiers) this.countIdentifiers(identifiers, -1);
-    slot.identifiers.clear();
-    ConnectionCells.clear(this.cells, slot.index);
-    reclaimSlots(this.cells, slot.index);
+    this.tally.forget(slot.index);
+    releaseWorker(this.cells, slot.index);
+    // Its answer to a scrape in flight is dropped; its counters so far stay counted.
+    this.collector.workerGone(slot.index);
     this.clusterMetrics.retire(slot.index);
-    for (const collect of this.collects.values()) if (collect.waiting.delete(slot.index) && collect.waiting.size === 0) collect.done();
-    if (this.stopping) return;
     const lived = Date.now() - slot.bornAt;
-    slot.quickCrashes = lived >= STABLE_MS ? 0 : slot.quickCrashes + 1;
-    const delay = slot.quickCrashes === 0 ? 0 : Math.min(MAX_RESPAWN_DELAY_MS, 100 * 2 ** (slot.quickCrashes - 1));
-    this.log.error({ worker: slot.index, code, lived_ms: lived, respawn_in_ms: delay, err: slot.lastError ?? undefined }, 'worker crashed; its connections are lost, replacing it');
+    const err = slot.lastError ?? undefined;
+    if (this.stopping || !slot.listening) {
+      // A failed start is reported by start(); a crash while stopping is still worth a line.
+      if (code !== 0 && slot.listening) this.log.error({ worker: slot.index, code, err }, 'worker crashed while the node was stopping');
+      return;
+    }
+    const quickCrashes = lived >= STABLE_MS ? 0 : slot.quickCrashes + 1;
+    const delay = quickCrashes === 0 ? 0 : Math.min(MAX_RESPAWN_DELAY_MS, 100 * 2 ** (quickCrashes - 1));
+    this.log.error({ worker: slot.index, code, lived_ms: lived, respawn_in_ms: delay, err }, 'worker crashed; its connections are lost, replacing it');
     setTimeout(() => {
       if (this.stopping) return;
-      this.spawn(slot.index, slot).then(
-        () => this.log.info({ worker: slot.index }, 'worker replaced'),
-        (err: unknown) => this.log.error({ worker: slot.index, err: err instanceof Error ? err.message : String(err) }, 'replacement worker failed to start'),
+      this.spawn(slot.index, quickCrashes).then(
+        () => {
+          this.log.info({ worker: slot.index }, 'worker replaced');
+          this.checkPort();
+        },
+        (failure: unknown) => this.log.error({ worker: slot.index, err: errorMessage(failure) }, 'replacement worker failed to start'),
       );
     }, delay).unref();
   }
@@ -276,56 +291,52 @@ export class ClusterPrimary {
   private receive(slot: WorkerSlot, message: WorkerMessage): void {
     switch (message.t) {
       case 'stream':
-        if (message.followed) {
-          if (slot.streams.has(message.stream)) return;
-          slot.streams.add(message.stream);
-          this.follow(message.stream);
-        } else if (slot.streams.delete(message.stream)) {
-          this.unfollow(message.stream);
-        }
+        this.tally.stream(slot.index, message.stream, message.followed);
         return;
       case 'identifiers':
-        for (const [identifiers, change] of message.changes) {
-          if (change === 1 ? slot.identifiers.has(identifiers) : !slot.identifiers.delete(identifiers)) continue;
-          if (change === 1) slot.identifiers.add(identifiers);
-          this.countIdentifiers(identifiers, change);
-        }
+        for (const [identifiers, change] of message.changes) this.tally.identifier(slot.index, identifiers, change === 1);
         return;
       case 'route':
         this.core.pipeline.route(message.pub, false);
         return;
       case 'accept':
-        this.answer(slot, message.id, Promise.resolve(this.core.pipeline.accept(message.pubs, false)));
+        this.answer(slot, message.id, () => this.core.pipeline.accept(message.pubs, false));
         return;
       case 'broker':
-        this.answer(slot, message.id, this.brokerCall(message.op, message.args));
+        this.answer(slot, message.id, () => this.brokerCall(message.op, message.args));
         return;
       case 'render_metrics':
-        this.answer(slot, message.id, this.renderMetrics());
+        this.answer(slot, message.id, this.renderMetrics);
         return;
       case 'metrics':
-        this.collected(slot.index, message.id, message.snapshot);
+        this.collector.answered(slot.index, message.id, message.snapshot);
         return;
       case 'crashed':
         slot.lastError = message.error;
         return;
-      case 'stopped':
-      case 'listening':
-      case 'start_failed':
+      default:
         return;
     }
   }
 
-  private answer(slot: WorkerSlot, id: number, result: Promise<unknown>): void {
+  /** Runs a worker's request and replies; a throw becomes an error reply (as one thread would answer 500), never a crash here. */
+  private answer(slot: WorkerSlot, id: number, run: () => unknown): void {
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(run());
+    } catch (err) {
+      result = Promise.reject(err);
+    }
     result.then(
       (value) => this.post(slot, { t: 'reply', id, ok: true, value }),
-      (err: unknown) => this.post(slot, { t: 'reply', id, ok: false, error: err instanceof Error ? err.message : String(err) }),
+      (err: unknown) => this.post(slot, { t: 'reply', id, ok: false, error: errorMessage(err) }),
     );
   }
 
-  private brokerCall(op: keyof BrokerOps, args: readonly unknown[]): Promise<unknown> {
+  private brokerCall(op: BrokerOp, args: readonly unknown[]): Promise<unknown> {
     if (!this.brokerOps) return Promise.reject(new Error('no broker on this node'));
-    const fn = this.brokerOps[op] as (...a: readonly unknown[]) => Promise<unknown>;
+    const fn = this.brokerOps[op] as ((...a: readonly unknown[]) => Promise<unknown>) | undefined;
+    if (typeof fn !== 'function') return Promise.reject(new Error(`unknown broker call ${String(op)}`));
     return fn(...args);
   }
 
@@ -360,57 +371,38 @@ export class ClusterPrimary {
     slot.thread.postMessage(message);
   }
 
-  private follow(stream: string): void {
-    const count = this.followers.get(stream) ?? 0;
-    this.followers.set(stream, count + 1);
-    if (count === 0) this.core.pubsub?.subscribeStream(stream);
+  /** What health reports down: the broker, or the port shared with another process. */
+  private unavailable(): string | null {
+    return this.core.unavailable() ?? this.portShared;
   }
 
-  private unfollow(stream: string): void {
-    const count = this.followers.get(stream) ?? 0;
-    if (count > 1) {
-      this.followers.set(stream, count - 1);
-      return;
+  private watch(): void {
+    if (Date.now() - this.lastPortCheck >= (this.options.portCheckMs ?? PORT_CHECK_MS)) this.checkPort();
+    // Workers answer health and restore requests from what the primary last told them.
+    const problem = this.unavailable();
+    if (problem !== this.problem) {
+      this.problem = problem;
+      for (const slot of this.liveSlots()) this.post(slot, { t: 'unavailable', problem });
     }
-    this.followers.delete(stream);
-    if (count === 1) this.core.pubsub?.unsubscribeStream(stream);
+    // The metrics log reads the node's numbers as last collected: keep them fresh.
+    if (this.metricsLogger && Date.now() - this.lastRefresh >= (this.config.metricsRotateIntervalS * 1000) / 2) {
+      this.lastRefresh = Date.now();
+      void this.clusterMetrics.refresh();
+    }
   }
 
-  private countIdentifiers(identifiers: string, change: 1 | -1): void {
-    const count = (this.identifiers.get(identifiers) ?? 0) + change;
-    if (count > 0) this.identifiers.set(identifiers, count);
-    else this.identifiers.delete(identifiers);
-  }
-
-  private watchBroker(): void {
-    const problem = this.core.unavailable();
-    if (problem === this.problem) return;
-    this.problem = problem;
-    for (const slot of this.liveSlots()) this.post(slot, { t: 'unavailable', problem });
-  }
-
-  /** Every live worker's metrics, waiting at most COLLECT_TIMEOUT_MS. */
-  private collectMetrics(): Promise<ReadonlyMap<number, MetricsSnapshot>> {
-    const live = this.liveSlots();
-    const id = this.nextCollectId++;
-    const snapshots = new Map<number, MetricsSnapshot>();
-    if (live.length === 0) return Promise.resolve(snapshots);
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.collects.delete(id);
-        resolve(snapshots);
-      };
-      const timer = setTimeout(done, COLLECT_TIMEOUT_MS);
-      this.collects.set(id, { snapshots, waiting: new Set(live.map((slot) => slot.index)), done });
-      for (const slot of live) this.post(slot, { t: 'collect_metrics', id });
-    });
-  }
-
-  private collected(index: number, id: number, snapshot: MetricsSnapshot): void {
-    const collect = this.collects.get(id);
-    if (!collect?.waiting.delete(index)) return;
-    collect.snapshots.set(index, snapshot);
-    if (collect.waiting.size === 0) collect.done();
+  /**
+   * SO_REUSEPORT lets any process of this user join the port at any time and take a share of the new
+   * connections. Nothing can push it out again, so the node says so: an error log and 503 on health,
+   * until the other process leaves.
+   */
+  private checkPort(): void {
+    this.lastPortCheck = Date.now();
+    const foreign = foreignListeners(this.port);
+    const shared = foreign > 0 ? `Port shared with another process (${foreign} foreign listener${foreign > 1 ? 's' : ''})` : null;
+    if (shared === this.portShared) return;
+    this.portShared = shared;
+    if (shared) this.log.error({ port: this.port, foreign }, 'another process is listening on the node\'s port (SO_REUSEPORT) and takes part of its connections; health answers 503 until it leaves');
+    else this.log.info({ port: this.port }, 'the node\'s port is its own again');
   }
 }

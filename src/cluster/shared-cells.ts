@@ -17,6 +17,12 @@ export function heldSlotsCell(buffer: SharedArrayBuffer, index: number): number 
   return CONNECTIONS_BASE + workers + index;
 }
 
+/** A dead worker holds nothing: its connections and RPC slots go back to the node. */
+export function releaseWorker(buffer: SharedArrayBuffer, index: number): void {
+  ConnectionCells.clear(buffer, index);
+  reclaimSlots(buffer, index);
+}
+
 /** A dead worker's RPC slots go back to the node (its calls will never release them) and waiters wake. */
 export function reclaimSlots(buffer: SharedArrayBuffer, index: number): void {
   const cells = new Int32Array(buffer);

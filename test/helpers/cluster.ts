@@ -8,7 +8,7 @@ export type TestCluster = Omit<TestServer, 'app'> & { readonly primary: ClusterP
 /** Starts a real node of `--workers 2` (unless `args` says otherwise) in this process, on free ports. */
 export async function startCluster(args: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestCluster> {
   const { config, logs, logger } = testSetup(['--workers', '2', ...args], env, 'info');
-  const primary = new ClusterPrimary(config, logger, loadUws(), logs);
+  const primary = new ClusterPrimary(config, logger, loadUws(), { logOutput: logs, portCheckMs: 200 });
   await primary.start();
   return { primary, ...addresses(config, primary, logs) };
 }

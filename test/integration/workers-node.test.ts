@@ -3,7 +3,8 @@
 // replacement. Broadcast fan-out through workers is in workers-broadcast.test.ts.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { withCluster, connectionsPerWorker, startCluster, type TestCluster } from '../helpers/cluster.js';
@@ -22,6 +23,17 @@ import { closeApp, createApp, listen } from '../../src/server/http-server.js';
 
 const unique = (): string => randomBytes(4).toString('hex');
 const PUBLIC = ['--secret', TEST_SECRET, '--norpc', '--noauth', '--public_streams'];
+
+/** Another process listening on `host:port` with SO_REUSEPORT (as a second server started in the gap would); resolves once it listens. */
+async function reuseportListener(host: string, port: number): Promise<ChildProcessByStdio<null, Readable, null>> {
+  const uwsEntry = fileURLToPath(new URL('../../src/server/uws.js', import.meta.url));
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { loadUws } = await import(${JSON.stringify(uwsEntry)});
+    loadUws().App().listen(${JSON.stringify(host)}, ${port}, 0, (s) => { console.log(s ? 'listening' : 'failed'); });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const said = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+  assert.equal(said, 'listening');
+  return child;
+}
 
 async function pubsubClient(cluster: TestCluster, stream: string): Promise<{ client: RawClient; id: string }> {
   const client = await RawClient.connect(cluster.url);
@@ -59,21 +71,51 @@ describe('workers: the port stays the node\'s alone', () => {
     try {
       assert.equal(foreignListeners(first.port), 0, 'two reuseport listeners of this process are ours');
       // Another process joins the port with SO_REUSEPORT, as a second server started in the gap would.
-      const uwsEntry = fileURLToPath(new URL('../../src/server/uws.js', import.meta.url));
-      const child = spawn(process.execPath, ['--input-type=module', '-e', `
-        const { loadUws } = await import(${JSON.stringify(uwsEntry)});
-        const uws = loadUws();
-        uws.App().listen('127.0.0.1', ${first.port}, 0, (s) => { console.log(s ? 'listening' : 'failed'); });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const intruder = await reuseportListener('127.0.0.1', first.port);
       try {
-        const said = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
-        assert.equal(said, 'listening');
         assert.equal(foreignListeners(first.port), 1);
       } finally {
-        child.kill('SIGKILL');
+        intruder.kill('SIGKILL');
       }
     } finally {
       for (const app of ours) closeApp(app);
     }
+  });
+
+  test('a process that joins the port later (SO_REUSEPORT), or on an address our wildcard covers, is reported: error log and 503 on health', async () => {
+    await withCluster(PUBLIC, async (cluster) => {
+      assert.equal((await httpRequest(`${cluster.api}/health`)).status, 200);
+      const intruder = await reuseportListener('127.0.0.1', cluster.port);
+      try {
+        await waitUntil(async () => (await httpRequest(`${cluster.api}/health`)).status === 503, 'health to answer 503');
+        assert.equal((await httpRequest(`${cluster.api}/health`)).body, 'Port shared with another process (1 foreign listener)');
+        assert.ok(cluster.logs.records().some((r) => r.level === 50 && String(r.msg).startsWith('another process is listening on the node\'s port')));
+      } finally {
+        intruder.kill('SIGKILL');
+      }
+      await waitUntil(async () => (await httpRequest(`${cluster.api}/health`)).status === 200, 'health to recover');
+    });
+    // Ours on 0.0.0.0: a foreign 127.0.0.1 listener takes our IPv4 loopback connections, so it counts.
+    const uws = loadUws();
+    const app = createApp(uws, { sslCert: '', sslKey: '' });
+    const port = await probeExclusive(uws, '0.0.0.0', 0);
+    await listen(uws, app, '0.0.0.0', port, true);
+    const intruder = await reuseportListener('127.0.0.1', port);
+    try {
+      assert.equal(foreignListeners(port), 1);
+    } finally {
+      intruder.kill('SIGKILL');
+      closeApp(app);
+    }
+  });
+
+  test('workers are born knowing the broker is down: health answers 503 on the main port from the start', async () => {
+    await withCluster([...PUBLIC, '--broker', 'redis', '--redis_url', 'redis://127.0.0.1:1'], async (cluster) => {
+      for (let i = 0; i < 4; i++) {
+        const answer = await httpRequest(`${cluster.http}/health`);
+        assert.deepEqual([answer.status, answer.body], [503, 'Broker unavailable']);
+      }
+    });
   });
 });
 

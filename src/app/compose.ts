@@ -12,6 +12,7 @@ import { WsEndpoint } from '../server/ws-endpoint.js';
 import { Hub } from '../hub/hub.js';
 import { Node } from '../node/node.js';
 import { DisconnectQueue } from '../node/disconnect-queue.js';
+import { LocalGate } from '../node/connection-gate.js';
 import { NullController } from '../node/null-controller.js';
 import type { Controller } from '../node/controller.js';
 import { IdentifiedController, JwtIdentifier, PublicIdentifier, WsKeyIdentifier, type Identifier } from '../auth/identified-controller.js';
@@ -110,14 +111,14 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
     { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => publications.route(pub, false), reliable, catchUp, presence,
-      onSizeChange: link ? (size) => link.connectionsChanged(size) : null, identifierEvents: link },
+      gate: link?.gate ?? null, identifierEvents: link },
   );
 
   // Both transports authenticate a request the same way.
   const requestRules = {
     allowedOrigins: config.allowedOrigins,
     maxConn: config.maxConn,
-    nodeConnections: link ? () => link.nodeConnections() : undefined,
+    gate: link ? link.gate : new LocalGate(config.maxConn, () => node.size),
     wsApiKey: config.wsApiKey,
     proxiedHeaders: config.headers,
     captureHeaders: !config.norpc,

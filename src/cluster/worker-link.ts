@@ -2,6 +2,7 @@ import type { Broker } from '../broker/broker.js';
 import type { Publication } from '../broadcast/message.js';
 import type { PublicationSink } from '../broadcast/pipeline.js';
 import type { CallSlots } from '../rpc/semaphore.js';
+import type { ConnectionGate } from '../node/connection-gate.js';
 
 /**
  * What a worker thread's server takes from its node's primary thread instead of building it:
@@ -21,10 +22,8 @@ export interface WorkerLink {
   onDeliver(deliver: (pub: Publication) => void): void;
   /** Identifiers got their first connection on this worker, or lost their last (the node counts clients_uniq_num). */
   present(identifiers: string, present: boolean): void;
-  /** This worker's open connections changed (kept in shared memory for --max_conn). */
-  connectionsChanged(own: number): void;
-  /** Connections open on the whole node (for --max_conn). */
-  nodeConnections(): number;
+  /** --max_conn for the whole node. */
+  readonly gate: ConnectionGate;
   /** The Prometheus text of the whole node. */
   renderMetrics(): Promise<string>;
   /** What the primary reports down (health answers 503 naming it), or null. */

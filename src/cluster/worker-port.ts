@@ -4,7 +4,7 @@ import type { PublicationSink } from '../broadcast/pipeline.js';
 import { GAUGE_NAMES, Metrics, type GaugeName } from '../metrics/metrics.js';
 import type { BrokerOp, BrokerOps, MetricsSnapshot, PrimaryMessage, WorkerBirth, WorkerMessage } from './messages.js';
 import { RemoteBroker } from './remote-broker.js';
-import { ConnectionCells } from './shared-cells.js';
+import { SharedGate } from './shared-cells.js';
 import { SharedSlots } from './shared-slots.js';
 import { StreamFilter } from './stream-filter.js';
 import type { WorkerLink } from './worker-link.js';
@@ -22,7 +22,7 @@ export class WorkerPort implements WorkerLink {
   readonly broker: RemoteBroker | null;
   readonly publications: PublicationSink;
   readonly rpcSlots: SharedSlots;
-  private readonly connections: ConnectionCells;
+  readonly gate: SharedGate;
   private readonly streamFilter: StreamFilter;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -34,7 +34,7 @@ export class WorkerPort implements WorkerLink {
   constructor(private readonly port: MessagePort, birth: WorkerBirth, private readonly onControl: (message: ControlMessage) => void) {
     this.problem = birth.unavailable;
     this.rpcSlots = new SharedSlots(birth.cells, birth.config.rpcConcurrency, birth.index);
-    this.connections = new ConnectionCells(birth.cells, birth.index);
+    this.gate = new SharedGate(birth.cells, birth.index, birth.config.maxConn);
     this.streamFilter = new StreamFilter(birth.streams);
     this.broker = birth.brokerKind ? new RemoteBroker(birth.brokerKind, this.brokerCall, () => this.problem === null) : null;
     this.publications = {
@@ -81,14 +81,6 @@ export class WorkerPort implements WorkerLink {
 
   onDeliver(deliver: (pub: Publication) => void): void {
     this.deliver = deliver;
-  }
-
-  connectionsChanged(own: number): void {
-    this.connections.record(own);
-  }
-
-  nodeConnections(): number {
-    return this.connections.total();
   }
 
   renderMetrics(): Promise<string> {

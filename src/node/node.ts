@@ -11,6 +11,7 @@ import type { DisconnectContext, RequestInfo } from './controller.js';
 import type { DisconnectMode } from '../config/config.js';
 import { Session, type SessionCall, type SessionHost, type SessionSocket } from './session.js';
 import { SessionRegistry, type IdentifierEvents } from './session-registry.js';
+import type { ConnectionGate } from './connection-gate.js';
 import { Dispatcher, type DispatcherDeps } from './dispatcher.js';
 import type { CatchUp } from '../reliable/catch-up.js';
 import { Liveness } from './liveness.js';
@@ -40,8 +41,8 @@ export interface NodeDeps extends DispatcherDeps {
   readonly disconnectQueue: DisconnectSink;
   /** Holds live messages of sessions catching up on history. */
   readonly catchUp?: CatchUp | null;
-  /** Told the new count whenever a connection opens or closes (a worker thread shares it with its node for --max_conn). */
-  readonly onSizeChange?: ((size: number) => void) | null;
+  /** --max_conn admission: every connection's close gives its place back. */
+  readonly gate?: ConnectionGate | null;
   /** Told when connection identifiers appear and go (a worker thread's node counts clients_uniq_num across workers). */
   readonly identifierEvents?: IdentifierEvents | null;
 }
@@ -97,7 +98,6 @@ export class Node {
   /** `corked`: the transport batches the writes made during this call (a uWS open callback does). */
   onOpen(session: Session, socket: SessionSocket, corked = false): void {
     this.registry.add(session);
-    this.deps.onSizeChange?.(this.registry.size);
     if (!corked) {
       session.attach(socket);
       return;
@@ -171,7 +171,7 @@ export class Node {
 
   private transportClosed(session: Session, wasOpen: boolean): void {
     this.registry.remove(session, wasOpen);
-    this.deps.onSizeChange?.(this.registry.size);
+    this.deps.gate?.release();
     this.liveness.untrack(session);
     // Only a call still running delays the close; otherwise the session closes right after this.
     if (session.callRunning) this.unwinding.add(session);

@@ -7,13 +7,14 @@ import { Reply } from './http-io.js';
 import { VERSION } from '../version.js';
 import { captureUpgrade, originAllowed, queryParam, remoteAddress, type UpgradeOptions } from './request-info.js';
 import { safeEqual } from '../auth/keys.js';
+import type { ConnectionGate } from '../node/connection-gate.js';
 
 export interface WsEndpointOptions extends UpgradeOptions {
   readonly paths: readonly string[];
   readonly allowedOrigins: readonly string[];
   readonly maxConn: number;
-  /** Connections open on the node (all worker threads); default: this node object's own. */
-  readonly nodeConnections?: () => number;
+  /** --max_conn admission (the node's, across worker threads); the connection's close gives the place back. */
+  readonly gate: ConnectionGate;
   readonly maxMessageSize: number;
   readonly maxPendingBytes: number;
   readonly wsApiKey: string;
@@ -80,10 +81,6 @@ export class WsEndpoint {
 
   private upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t, userIdFromPath: (req: HttpRequest) => string): void {
     if (!this.accepting) return this.refuse(res, '503 Service Unavailable', 'shutting_down');
-    if (this.opts.maxConn > 0 && (this.opts.nodeConnections?.() ?? this.node.size) >= this.opts.maxConn) {
-      this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, upgrade refused');
-      return this.refuse(res, '503 Service Unavailable', 'too_many_connections');
-    }
     // Origin is read only when origins are restricted (one header fewer per connect otherwise).
     const origin = this.opts.allowedOrigins.length > 0 ? req.getHeader('origin') : '';
     if (!originAllowed(origin, this.opts.allowedOrigins)) {
@@ -101,6 +98,11 @@ export class WsEndpoint {
         this.log.info({ remote: remoteAddress(res) }, 'websocket key missing or wrong, upgrade refused');
         return this.refuse(res, '403 Forbidden', 'invalid_credentials');
       }
+    }
+    // Last: a place taken here is given back only by the connection's close.
+    if (!this.opts.gate.admit()) {
+      this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, upgrade refused');
+      return this.refuse(res, '503 Service Unavailable', 'too_many_connections');
     }
     // A literal, not a spread: V8 gave each spread copy a map of its own (~200 bytes per connection).
     const { url, headers, token, restoreSid, pingPrecision } = captured.info;

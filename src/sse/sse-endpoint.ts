@@ -1,6 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logging/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { ConnectionGate } from '../node/connection-gate.js';
 import type { Node } from '../node/node.js';
 import type { Session } from '../node/session.js';
 import { newSid } from '../node/sid.js';
@@ -18,8 +19,8 @@ export interface SseEndpointOptions extends UpgradeOptions {
   readonly path: string;
   readonly allowedOrigins: readonly string[];
   readonly maxConn: number;
-  /** Connections open on the node (all worker threads); default: this node object's own. */
-  readonly nodeConnections?: () => number;
+  /** --max_conn admission, shared with WebSockets; the stream's close gives the place back. */
+  readonly gate: ConnectionGate;
   readonly wsApiKey: string;
 }
 
@@ -128,10 +129,6 @@ export class SseEndpoint {
       this.log.info({ origin }, 'origin not allowed, SSE request refused');
       return answer('403 Forbidden', 'origin_not_allowed');
     }
-    if (this.opts.maxConn > 0 && (this.opts.nodeConnections?.() ?? this.node.size) >= this.opts.maxConn) {
-      this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, SSE request refused');
-      return answer('503 Service Unavailable', 'too_many_connections');
-    }
     let keyUserId: string | null = null;
     if (this.opts.wsApiKey) {
       const key = query.get('token') ?? '';
@@ -142,6 +139,11 @@ export class SseEndpoint {
         this.log.info({ remote }, 'websocket key missing or wrong, SSE request refused');
         return answer('401 Unauthorized', 'unauthorized');
       }
+    }
+    // Last before the session: a place taken here is given back by the stream's close, or below if it never opens.
+    if (!this.opts.gate.admit()) {
+      this.log.warn({ limit: this.opts.maxConn }, 'connection limit reached, SSE request refused');
+      return answer('503 Service Unavailable', 'too_many_connections');
     }
     // EventSource reads events; fetch clients of POST read the protocol: raw=1 unwraps there too.
     const raw = query.get('raw');
@@ -154,10 +156,12 @@ export class SseEndpoint {
       return;
     }
     if (Number.parseInt(contentLength || '0', 10) > MAX_POST_BODY_BYTES) {
+      this.notOpened();
       connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
       return;
     }
     collectUwsBody(res, MAX_POST_BODY_BYTES, (body) => {
+      if (socket.isClosed || !body.ok) this.notOpened();
       if (socket.isClosed) return;
       if (!body.ok) {
         connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
@@ -187,6 +191,11 @@ export class SseEndpoint {
     this.streams++;
     connection.socket!.establish({ ...STREAM_HEADERS, ...connection.cors });
     if (this.log.isLevelEnabled('debug')) this.log.debug({ sid: connection.session?.sid, remote: connection.remoteAddress }, 'SSE stream open');
+  }
+
+  /** @internal A request admitted against --max_conn that will never open a session gives its place back. */
+  notOpened(): void {
+    this.opts.gate.release();
   }
 
   /** @internal */
@@ -229,6 +238,7 @@ class SseConnection implements SseSocketListener {
 
   start(commands: SseCommands): void {
     if (!commands.ok) {
+      this.endpoint.notOpened();
       this.refuse(commands.error.status, commands.error.error, commands.error.detail);
       return;
     }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { withCluster, connectionsPerWorker, startCluster, type TestCluster } from '../helpers/cluster.js';
 import { startServer, TEST_SECRET } from '../helpers/server.js';
@@ -169,6 +170,29 @@ describe('workers: per-node limits', () => {
       open.push((await pubsubClient(cluster, `m-${unique()}`)).client);
       await assert.rejects(new RawClient(cluster.url).opened, /unexpected response 503/);
       for (const c of open) c.close();
+    });
+  });
+});
+
+describe('workers: --max_conn under concurrent upgrades', () => {
+  test('upgrades racing on both workers never take more than --max_conn places, and closed ones give theirs back', async () => {
+    const limit = 30;
+    await withCluster([...PUBLIC, '--max_conn', String(limit), '--log_level', 'error'], async (cluster) => {
+      const upgrade = `GET /cable HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n`;
+      for (let round = 0; round < 8; round++) {
+        const sockets = await Promise.all(Array.from({ length: 150 }, () => new Promise<Socket>((resolve) => {
+          const socket = connect(cluster.port, '127.0.0.1', () => resolve(socket));
+          socket.on('error', () => undefined);
+        })));
+        const statuses = await Promise.all(sockets.map((socket) => new Promise<string>((resolve) => {
+          socket.once('data', (d: Buffer) => resolve(d.toString().split('\r\n')[0] ?? ''));
+          socket.write(upgrade);
+        })));
+        assert.equal(statuses.filter((s) => s === 'HTTP/1.1 101 Switching Protocols').length, limit, `round ${round}`);
+        assert.equal(statuses.filter((s) => s === 'HTTP/1.1 503 Service Unavailable').length, 150 - limit);
+        for (const socket of sockets) socket.destroy();
+        await waitUntil(async () => (await connectionsPerWorker(cluster.primary)).every((n) => n === 0), 'every place to be given back');
+      }
     });
   });
 });

@@ -2,7 +2,6 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 import { Metrics } from '../metrics/metrics.js';
-import { createPrometheusRegistry } from '../metrics/prometheus.js';
 import { MetricsLogger } from '../metrics/metrics-logger.js';
 import { loadUws, type Uws } from '../server/uws.js';
 import { closeApp, createApp, listen, registerRoutes } from '../server/http-server.js';
@@ -12,7 +11,6 @@ import { WsEndpoint } from '../server/ws-endpoint.js';
 import { Hub } from '../hub/hub.js';
 import { Node } from '../node/node.js';
 import { DisconnectQueue } from '../node/disconnect-queue.js';
-import { LocalGate } from '../node/connection-gate.js';
 import { NullController } from '../node/null-controller.js';
 import type { Controller } from '../node/controller.js';
 import { IdentifiedController, JwtIdentifier, PublicIdentifier, WsKeyIdentifier, type Identifier } from '../auth/identified-controller.js';
@@ -24,7 +22,7 @@ import { GrpcTransport } from '../rpc/grpc-transport.js';
 import { HttpTransport } from '../rpc/http-transport.js';
 import type { RpcTransport } from '../rpc/transport.js';
 import type { CallSlots } from '../rpc/semaphore.js';
-import type { PublicationSink } from '../broadcast/pipeline.js';
+import type { Publication } from '../broadcast/message.js';
 import { historyGraceMs } from '../broker/build-broker.js';
 import { PresenceService } from '../presence/presence-service.js';
 import { CatchUp } from '../reliable/catch-up.js';
@@ -33,7 +31,7 @@ import { SessionKeeper } from '../reliable/session-keeper.js';
 import { SseEndpoint } from '../sse/sse-endpoint.js';
 import { publisherWithSse, SseTopics } from '../sse/sse-topics.js';
 import type { WorkerLink } from '../cluster/worker-link.js';
-import { NodeCore } from './node-core.js';
+import { LocalLink } from './local-link.js';
 import { nodeRoutes, sharesBroadcastPort } from './http-routes.js';
 
 export interface Cablecat {
@@ -58,7 +56,7 @@ function buildTransport(config: Config): RpcTransport {
   return new GrpcTransport({ host: config.rpcHost, keepaliveIntervalS: config.rpcKeepaliveIntervalS });
 }
 
-function buildController(config: Config, metrics: Metrics, logger: Logger, slots: CallSlots | undefined): Controller {
+function buildController(config: Config, metrics: Metrics, logger: Logger, slots: CallSlots): Controller {
   const rpc: Controller = config.norpc
     ? new NullController()
     : new RpcController(buildTransport(config), {
@@ -77,24 +75,23 @@ function buildController(config: Config, metrics: Metrics, logger: Logger, slots
 }
 
 /**
- * One server: with `link` null it is the whole node in this thread; with a link it is one worker
- * thread of a node (src/cluster), which takes what exists once per node from the primary.
+ * One server: with `worker` null it is the whole node in this thread; with a worker link it is one
+ * worker thread of a node (src/cluster), which takes what exists once per node from the primary.
  */
-export async function createCablecat(config: Config, logger: Logger, uws: Uws = loadUws(), link: WorkerLink | null = null): Promise<Cablecat> {
+export async function createCablecat(config: Config, logger: Logger, uws: Uws = loadUws(), worker: WorkerLink | null = null): Promise<Cablecat> {
   const metrics = new Metrics();
   checkTlsFiles(config.sslCert, config.sslKey);
   const app: TemplatedApp = createApp(uws, config);
-  const controller = buildController(config, metrics, logger, link?.rpcSlots);
-  // The pipeline delivers through the node and the node publishes whispers through the pipeline;
-  // the closure is only called once both exist.
-  const core = link ? null : new NodeCore(config, metrics, logger, (pub) => node.deliver(pub));
-  const broker = link ? link.broker : core?.broker ?? null;
-  const publications: PublicationSink = link ? link.publications : (core as NodeCore).pipeline;
+  // The node's parts: here when this thread is the whole node (the closure is only called once the node exists).
+  const local = worker ? null : new LocalLink(config, metrics, logger, () => node.size);
+  const link: WorkerLink = worker ?? (local as LocalLink);
+  const controller = buildController(config, metrics, logger, link.rpcSlots);
+  const broker = link.broker;
   // SSE connections are a second kind of topic subscriber; without --sse nothing changes on the publish path.
   const sseTopics = config.sse ? new SseTopics() : null;
   const hub = new Hub(app, metrics, {
-    onStreamAdded: (stream) => (link ? link.streamAdded(stream) : core?.pubsub?.subscribeStream(stream)),
-    onStreamRemoved: (stream) => (link ? link.streamRemoved(stream) : core?.pubsub?.unsubscribeStream(stream)),
+    onStreamAdded: (stream) => link.streamAdded(stream),
+    onStreamRemoved: (stream) => link.streamRemoved(stream),
   }, sseTopics);
   const disconnectQueue = new DisconnectQueue(controller, config.disconnectRate, metrics, logger.child({ component: 'disconnector' }));
   const catchUp = new CatchUp(hub);
@@ -104,21 +101,24 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     sessions: broker && config.sessionsTtlS > 0 ? new SessionKeeper(broker, catchUp, { restoreHoldMs: 1000, refreshMs: config.sessionsTtlS * 500 }, metrics, logger) : null,
   };
   // Presence lives in the broker's store; its events take the broadcast path, so every node hears them.
-  const presence = new PresenceService(broker?.presence ?? null, { ttlS: config.presenceTtlS }, (pub) => publications.route(pub, false), metrics, logger);
+  const publish = (pub: Publication): boolean => link.publications.route(pub, false);
+  const presence = new PresenceService(broker?.presence ?? null, { ttlS: config.presenceTtlS }, publish, metrics, logger);
   const node = new Node(
     {
       pingIntervalS: config.pingIntervalS, maxMessageSize: config.maxMessageSize, maxPendingBytes: config.wsMaxPendingSize,
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
-    { controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish: (pub) => publications.route(pub, false), reliable, catchUp, presence,
-      gate: link?.gate ?? null, identifierEvents: link },
+    {
+      controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish, reliable, catchUp, presence,
+      gate: link.gate, identifierEvents: worker,
+    },
   );
 
   // Both transports authenticate a request the same way.
   const requestRules = {
     allowedOrigins: config.allowedOrigins,
     maxConn: config.maxConn,
-    gate: link ? link.gate : new LocalGate(config.maxConn, () => node.size),
+    gate: link.gate,
     wsApiKey: config.wsApiKey,
     proxiedHeaders: config.headers,
     captureHeaders: !config.norpc,
@@ -137,23 +137,22 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   sse?.register(app);
 
   let serving = true;
-  const registry = !link && config.metricsHttp ? createPrometheusRegistry(metrics, config.metricsPrefix, config.metricsTags) : null;
   const routes = nodeRoutes(config, {
     serving: () => serving,
     // 503 while the broker is down: broadcasts can't be given positions, restores can't be served.
-    unavailable: () => (link ? link.unavailable() : core?.unavailable() ?? null),
-    accept: (pubs) => publications.accept(pubs, false),
-    renderMetrics: !config.metricsHttp ? null : link ? () => link.renderMetrics() : async () => (registry ? registry.metrics() : ''),
+    unavailable: () => link.unavailable(),
+    accept: (pubs) => link.publications.accept(pubs, false),
+    renderMetrics: config.metricsHttp ? () => link.renderMetrics() : null,
     users: config.usersFile ? loadUsersFile(config.usersFile) : null,
-  }, metrics, logger, link === null);
+  }, metrics, logger, local !== null);
   registerRoutes(app, routes.shared, logger.child({ component: 'http' }));
-  // The API listener (node:http) serves the main port's routes, plus broadcasts without a key; a worker has none (its primary serves it).
-  const apiListener = !link && config.broadcastAdapters.includes('http') && !sharesBroadcastPort(config)
+  // The node's own listeners exist where the node is whole; a worker's primary has them.
+  const apiListener = local && config.broadcastAdapters.includes('http') && !sharesBroadcastPort(config)
     ? new ApiListener([...routes.shared, ...routes.apiOnly], metrics, logger)
     : null;
   // A separate metrics port is an operator network: no key, as anycable-go. node:http answers every scraper.
-  const metricsListener = !link && routes.metricsPort ? new ApiListener([routes.metricsPort], metrics, logger, 'metrics_http', '--metrics_port') : null;
-  const metricsLogger = !link && config.metricsLog ? new MetricsLogger(metrics, logger.child({ component: 'metrics' }), config.metricsRotateIntervalS * 1000) : null;
+  const metricsListener = local && routes.metricsPort ? new ApiListener([routes.metricsPort], metrics, logger, 'metrics_http', '--metrics_port') : null;
+  const metricsLogger = local && config.metricsLog ? new MetricsLogger(metrics, logger.child({ component: 'metrics' }), config.metricsRotateIntervalS * 1000) : null;
 
   const listenSockets: us_listen_socket[] = [];
   const cablecat: Cablecat = {
@@ -163,12 +162,12 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     metricsPort: 0,
     apiPort: 0,
     async start() {
-      await core?.startBroker();
+      await local?.core.startBroker();
       reliable.sessions?.start();
-      link?.onDeliver((pub) => node.deliver(pub));
-      await core?.startIngress();
+      link.onDeliver((pub) => node.deliver(pub));
+      await local?.core.startIngress();
       // A worker shares the port with its siblings (SO_REUSEPORT); the primary checked it was ours alone.
-      const main = await listen(uws, app, config.host, config.port, link !== null);
+      const main = await listen(uws, app, config.host, config.port, worker !== null);
       listenSockets.push(main.socket);
       cablecat.port = main.port;
       if (apiListener) {
@@ -180,7 +179,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
           throw err;
         }
       }
-      if (!link && sharesBroadcastPort(config) && config.broadcastAdapters.includes('http')) {
+      if (local && sharesBroadcastPort(config) && config.broadcastAdapters.includes('http')) {
         logger.warn({ port: config.port }, 'HTTP broadcasts on the main port only: uWS cannot parse the anycable gem\'s absolute-form requests, point its http_broadcast_url at another adapter or set a separate --http_broadcast_port');
       }
       if (metricsListener) cablecat.metricsPort = await metricsListener.listen(config.metricsHost || config.host, config.metricsPort);
@@ -197,9 +196,9 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       presence.stop();
       await node.disconnectAll(Math.max(0, deadline - Date.now()));
       await disconnectQueue.flush(Math.max(0, deadline - Date.now()));
-      await core?.stopIngress(deadline);
+      await local?.core.stopIngress(deadline);
       reliable.sessions?.stop();
-      await core?.closeBroker();
+      await local?.core.closeBroker();
       await controller.shutdown();
       metricsLogger?.stop();
       for (const s of listenSockets.splice(0)) uws.us_listen_socket_close(s);

@@ -103,6 +103,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const exitNow = (code: number): void => {
     void cablecat.closeNow().finally(() => process.exit(code));
   };
+  closeBeforeExit = () => cablecat.closeNow();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, 'second signal, exiting now');
@@ -172,7 +173,10 @@ async function startServer(config: Config, logger: Logger, uws: Uws): Promise<Ru
   return { port: single.port, apiPort: single.apiPort, shutdown: () => single.shutdown(), closeNow: async () => single.closeNow() };
 }
 
+/** Set once a server runs: worker threads must close their sockets before the process exits (Node aborts otherwise). */
+let closeBeforeExit: () => Promise<void> = async () => {};
+
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`cablecat: ${maskUrlsIn(errorMessage(err))}\n`);
-  process.exit(1);
+  void closeBeforeExit().finally(() => process.exit(1));
 });

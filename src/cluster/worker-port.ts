@@ -9,6 +9,9 @@ import { SharedSlots } from './shared-slots.js';
 import { StreamFilter } from './stream-filter.js';
 import type { WorkerLink } from './worker-link.js';
 
+/** The messages that expect a reply, before the id is given (distributed over the union, so each keeps its shape). */
+type WorkerRequest = Extract<WorkerMessage, { t: 'accept' | 'broker' | 'render_metrics' }> extends infer M ? M extends unknown ? Omit<M, 'id'> : never : never;
+
 interface Pending {
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: Error) => void;
@@ -38,7 +41,7 @@ export class WorkerPort implements WorkerLink {
     this.streamFilter = new StreamFilter(birth.streams);
     this.broker = birth.brokerKind ? new RemoteBroker(birth.brokerKind, this.brokerCall, () => this.problem === null) : null;
     this.publications = {
-      accept: (pubs) => this.request<boolean>({ t: 'accept', id: 0, pubs }),
+      accept: (pubs) => this.request<boolean>({ t: 'accept', pubs }),
       route: (pub) => {
         this.post({ t: 'route', pub });
         return true;
@@ -84,7 +87,7 @@ export class WorkerPort implements WorkerLink {
   }
 
   renderMetrics(): Promise<string> {
-    return this.request<string>({ t: 'render_metrics', id: 0 });
+    return this.request<string>({ t: 'render_metrics' });
   }
 
   unavailable(): string | null {
@@ -92,14 +95,14 @@ export class WorkerPort implements WorkerLink {
   }
 
   private readonly brokerCall = <K extends BrokerOp>(op: K, args: Parameters<BrokerOps[K]>): ReturnType<BrokerOps[K]> =>
-    this.request({ t: 'broker', id: 0, op, args }) as ReturnType<BrokerOps[K]>;
+    this.request({ t: 'broker', op, args }) as ReturnType<BrokerOps[K]>;
 
   /** Sends a request (its id is filled in here) and resolves with the primary's reply. */
-  private request<T>(message: Extract<WorkerMessage, { id: number }>): Promise<T> {
+  private request<T>(message: WorkerRequest): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.post({ ...message, id });
+      this.post({ ...message, id } as WorkerMessage);
     });
   }
 

@@ -58,9 +58,10 @@ export class JwtVerifier {
   verify(token: string): JwtVerdict {
     if (token.length > MAX_TOKEN_LENGTH) return refused('token too long');
     if (this.keys.length === 0) return refused('no key');
+    // Exactly two dots, found with indexOf (lastIndexOf is a runtime call in V8, indexOf a fast builtin).
     const firstDot = token.indexOf('.');
-    const lastDot = token.lastIndexOf('.');
-    if (firstDot <= 0 || lastDot === firstDot || token.indexOf('.', firstDot + 1) !== lastDot) return MALFORMED;
+    const lastDot = firstDot <= 0 ? -1 : token.indexOf('.', firstDot + 1);
+    if (lastDot === -1 || token.indexOf('.', lastDot + 1) !== -1) return MALFORMED;
 
     const header = this.header(token, firstDot);
     if (!header.ok) return refused(header.detail);

@@ -230,12 +230,16 @@ export class Session implements CallContext {
       this.waitingHead = 0;
     }
     if (this.subs !== null) {
+      // Index loops over the snapshots: no iterator or closure objects on every close.
       const hub = this.host.hub;
-      // forEach, not for…of: no iterator objects on every close.
-      this.subs.forEach((sub, identifier) => {
-        sub.streams.forEach((stream) => hub.unsubscribe(null, stream, identifier));
-        sub.streams.clear();
-      });
+      const subs = this.subs.flatSnapshot;
+      for (let i = 0; i < subs.length; i += 2) {
+        const identifier = subs[i] as string;
+        const streams = (subs[i + 1] as OwnSubscription).streams;
+        const names = streams.snapshot;
+        for (let j = 0; j < names.length; j++) hub.unsubscribe(null, names[j]!, identifier);
+        streams.clear();
+      }
     }
     this.abort?.abort();
     this.host.onTransportClosed(this, wasOpen);

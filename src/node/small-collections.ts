@@ -21,7 +21,9 @@ export class SmallSet<T> implements ReadonlySet<T> {
   }
 
   add(value: T): this {
-    if (!this.items.includes(value)) this.items = this.items.concat([value]);
+    // The first entry as a literal (exactly one slot, no temporary array); later ones by concat.
+    if (this.items.length === 0) this.items = [value];
+    else if (!this.items.includes(value)) this.items = this.items.concat([value]);
     return this;
   }
 
@@ -34,6 +36,11 @@ export class SmallSet<T> implements ReadonlySet<T> {
 
   clear(): void {
     this.items = NONE;
+  }
+
+  /** The values: a snapshot (add and delete replace the array, never change it), for loops without iterators. */
+  get snapshot(): readonly T[] {
+    return this.items;
   }
 
   forEach(callback: (value: T, value2: T, set: ReadonlySet<T>) => void, thisArg?: unknown): void {
@@ -85,7 +92,7 @@ export class SmallMap<K, V> implements ReadonlyMap<K, V> {
   set(key: K, value: V): this {
     const at = this.indexOf(key);
     if (at === -1) {
-      this.flat = this.flat.concat([key, value]);
+      this.flat = this.flat.length === 0 ? [key, value] : this.flat.concat([key, value]);
     } else {
       const copy = this.flat.slice();
       copy[at + 1] = value;
@@ -99,6 +106,11 @@ export class SmallMap<K, V> implements ReadonlyMap<K, V> {
     if (at === -1) return false;
     this.flat = this.flat.length === 2 ? NONE : this.flat.slice(0, at).concat(this.flat.slice(at + 2));
     return true;
+  }
+
+  /** key, value, key, value, …: a snapshot (set and delete replace the array, never change it), for loops without iterators. */
+  get flatSnapshot(): ReadonlyArray<K | V> {
+    return this.flat;
   }
 
   forEach(callback: (value: V, key: K, map: ReadonlyMap<K, V>) => void, thisArg?: unknown): void {

@@ -57,3 +57,21 @@ test('the young-generation cap stays off when the operator sizes it in node opti
   assert.equal(operatorSizedYoungGeneration(['--semi-space-growth-factor=2'], ''), true);
   assert.equal(operatorSizedYoungGeneration([], '--min-semi-space-size=4 --foo'), true);
 });
+
+test('snapshots list the entries in order and are never changed afterwards (set/add/delete replace the array)', () => {
+  const map = new SmallMap<string, number>();
+  const set = new SmallSet<string>();
+  map.set('a', 1).set('b', 2);
+  set.add('x').add('y');
+  const [mapBefore, setBefore] = [map.flatSnapshot, set.snapshot];
+  assert.deepEqual(mapBefore, ['a', 1, 'b', 2]);
+  assert.deepEqual(setBefore, ['x', 'y']);
+  map.set('a', 3);
+  map.delete('b');
+  set.delete('x');
+  set.add('z');
+  assert.deepEqual(mapBefore, ['a', 1, 'b', 2]);
+  assert.deepEqual(setBefore, ['x', 'y']);
+  assert.deepEqual(map.flatSnapshot, ['a', 3]);
+  assert.deepEqual(set.snapshot, ['y', 'z']);
+});

@@ -11,6 +11,7 @@ import { MemoryBroker } from '../../src/broker/memory-broker.js';
 import { RedisBroker } from '../../src/broker/redis-broker.js';
 import { NatsBroker, type NatsBrokerNames } from '../../src/broker/nats-broker.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const NATS_URL = 'nats://127.0.0.1:4222';
@@ -18,14 +19,6 @@ const OPTS: BrokerOptions = { historyLimit: 3, historyTtlS: 300, sessionsTtlS: 3
 const logger = createLogger({ level: 'warn', format: 'json', destination: new LogCapture() });
 
 const unique = (): string => randomBytes(5).toString('hex');
-
-async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function entries(read: HistoryRead): Array<[number, string]> {
   assert.ok(read.ok, `expected history, got ${read.ok ? '' : read.miss}`);
@@ -66,7 +59,7 @@ const backends: Backend[] = [
       const prefix = `test:${unique()}`;
       const pair: [Broker, Broker] = [new RedisBroker(REDIS_URL, opts, new Metrics(), logger, prefix), new RedisBroker(REDIS_URL, opts, new Metrics(), logger, prefix)];
       for (const b of pair) await b.start();
-      await until(() => pair.every((b) => b.isReady()), 'redis');
+      await waitUntil(() => pair.every((b) => b.isReady()), 'both Redis brokers are ready');
       return pair;
     },
     async cleanup() {},
@@ -78,7 +71,7 @@ const backends: Backend[] = [
       natsCreated.push(names);
       const pair: [Broker, Broker] = [new NatsBroker([NATS_URL], opts, new Metrics(), logger, names), new NatsBroker([NATS_URL], opts, new Metrics(), logger, names)];
       for (const b of pair) await b.start();
-      await until(() => pair.every((b) => b.isReady()), 'nats');
+      await waitUntil(() => pair.every((b) => b.isReady()), 'both NATS brokers are ready');
       return pair;
     },
     async cleanup() {
@@ -250,10 +243,10 @@ describe('redis broker specifics', () => {
     const broker = new RedisBroker(`redis://127.0.0.1:${port}`, OPTS, new Metrics(), logger, `test:${unique()}`);
     await broker.start();
     try {
-      await until(() => broker.isReady(), 'ready');
+      await waitUntil(() => broker.isReady(), 'the broker is ready');
       const before = await broker.history.append('s', 'before');
       await proxy.stop();
-      await until(() => !broker.isReady(), 'not ready');
+      await waitUntil(() => !broker.isReady(), 'the broker is not ready');
       assert.equal(miss(await broker.history.readFrom('s', before)), 'unavailable');
       assert.equal(await broker.sessions.fetch('anything'), null);
       const held = broker.history.append('s', 'during');
@@ -261,7 +254,7 @@ describe('redis broker specifics', () => {
       const during = await held;
       assert.equal(during.epoch, before.epoch);
       assert.equal(during.offset, before.offset + 1);
-      await until(() => broker.isReady(), 'ready again');
+      await waitUntil(() => broker.isReady(), 'the broker is ready again');
       assert.deepEqual(entries(await broker.history.readFrom('s', before)).map(([, d]) => d), ['during']);
     } finally {
       await broker.shutdown();
@@ -277,7 +270,7 @@ describe('nats broker specifics', () => {
     await broker.start();
     const nc = await natsConnect({ servers: NATS_URL });
     try {
-      await until(() => broker.isReady(), 'nats');
+      await waitUntil(() => broker.isReady(), 'the NATS broker is ready');
       const p1 = await broker.history.append('s', 'a');
       const jsm = await nc.jetstreamManager();
       await jsm.streams.delete(names.historyStream);

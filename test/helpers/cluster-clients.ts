@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { connectionsPerWorker, type TestCluster } from './cluster.js';
 import { RawClient } from './ws-client.js';
-import { sleep } from './http.js';
 
 /** A client that got its welcome, and the worker that took its connection. */
 export interface PlacedClient {
@@ -51,14 +50,4 @@ export async function connectSpread(cluster: TestCluster, perWorker: number, que
     placed.push(await connectPlaced(cluster, query));
   }
   return placed;
-}
-
-/** Polls `check` until it holds or `timeoutMs` passes (then throws). */
-export async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(25);
-  }
 }

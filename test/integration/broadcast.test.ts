@@ -5,6 +5,7 @@ import { connect as natsConnect } from 'nats';
 import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 import { TcpProxy, freePort } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
 import { signStreamName } from '../../src/streams/verifier.js';
@@ -211,12 +212,12 @@ describe('Redis and NATS broadcast adapters', () => {
     try {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
       const { client, id } = await streamSubscriber(server, 'redis-stream', token);
-      await waitFor(async () => (await redis.pubsub('NUMSUB', channel))[1] === 1);
+      await waitUntil(async () => (await redis.pubsub('NUMSUB', channel))[1] === 1, 'the node subscribed the channel', 8000);
       await redis.publish(channel, JSON.stringify({ stream: 'redis-stream', data: '"one"' }));
       assert.deepEqual(await client.next(), { identifier: id, message: 'one' });
       proxy.cut();
-      await waitFor(async () => server.app.metrics.counters.broker_reconnects_total >= 1);
-      await waitFor(async () => (await redis.pubsub('NUMSUB', channel))[1] === 1);
+      await waitUntil(async () => server.app.metrics.counters.broker_reconnects_total >= 1, 'the node reconnected to Redis', 8000);
+      await waitUntil(async () => (await redis.pubsub('NUMSUB', channel))[1] === 1, 'the node subscribed the channel again', 8000);
       await redis.publish(channel, JSON.stringify({ stream: 'redis-stream', data: '"two"' }));
       assert.deepEqual(await client.next(), { identifier: id, message: 'two' });
       assert.ok(server.logs.records().some((r) => r.msg === 'reconnected to redis'));
@@ -239,12 +240,12 @@ describe('Redis and NATS broadcast adapters', () => {
       const token = await signToken(TEST_SECRET, { ext: '{"user_id":"1"}' }, { expiresIn: 300 });
       const { client, id } = await streamSubscriber(server, 'nats-stream', token);
       // The server connects to NATS in the background; core NATS keeps nothing for late subscribers.
-      await waitFor(async () => server.app.metrics.gauge('broker_connected') === 1);
+      await waitUntil(async () => server.app.metrics.gauge('broker_connected') === 1, 'the node is connected to NATS', 8000);
       await sleep(200);
       nats.publish(subject, new TextEncoder().encode(JSON.stringify({ stream: 'nats-stream', data: '"one"' })));
       assert.deepEqual(await client.next(), { identifier: id, message: 'one' });
       proxy.cut();
-      await waitFor(async () => server.app.metrics.counters.broker_reconnects_total >= 1);
+      await waitUntil(async () => server.app.metrics.counters.broker_reconnects_total >= 1, 'the node reconnected to NATS', 8000);
       await sleep(200);
       nats.publish(subject, new TextEncoder().encode(JSON.stringify({ stream: 'nats-stream', data: '"two"' })));
       assert.deepEqual(await client.next(), { identifier: id, message: 'two' });
@@ -282,7 +283,7 @@ for (const kind of ['redis', 'nats'] as const) {
           assert.equal(await s.client.nothingWithin(300), null, 'no duplicates');
         }
         proxy.cut();
-        await waitFor(async () => node1.app.metrics.counters.broker_reconnects_total >= 1 && node2.app.metrics.counters.broker_reconnects_total >= 1);
+        await waitUntil(async () => node1.app.metrics.counters.broker_reconnects_total >= 1 && node2.app.metrics.counters.broker_reconnects_total >= 1, 'both nodes reconnected', 8000);
         await sleep(300);
         await broadcast(node2.http, { stream, data: '"after-cut"' }, BROADCAST_KEY);
         assert.deepEqual(await a.client.next(), { identifier: a.id, message: 'after-cut' });
@@ -322,13 +323,4 @@ for (const kind of ['redis', 'nats'] as const) {
       }
     });
   });
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  throw new Error('condition not met in time');
 }

@@ -2,7 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { TEST_SECRET } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
-import { broadcast, sleep } from '../helpers/http.js';
+import { broadcast } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 import { withRpcApp, type Call } from '../helpers/rpc-app.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import type { CommandMessage, DisconnectRequest } from '../../src/rpc/messages.js';
@@ -18,15 +19,6 @@ async function welcomed(url: string): Promise<RawClient> {
 async function subscribed(client: RawClient, id: string): Promise<void> {
   client.subscribe(id);
   assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
-}
-
-/** Polls a server-side condition that has no event of its own (the server noticing a client's close). */
-async function until(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 function held(): { gate: Promise<void>; release: () => void } {
@@ -52,7 +44,7 @@ describe('session lifecycle against a real gRPC app', () => {
       a.send({ command: 'unsubscribe', identifier: id });
       await app.waitForCall(isCommand(aSid, 'unsubscribe'));
       await a.close();
-      await until('A to be gone', () => server.app.metrics.gauge('clients_num') === 1);
+      await waitUntil(() => server.app.metrics.gauge('clients_num') === 1, 'A is gone', 3000);
       hold.release();
       await app.waitForCall((c) => c.method === 'Disconnect' && c.sid === aSid);
       assert.equal(server.app.metrics.gauge('broadcast_streams_num'), 1);
@@ -79,9 +71,9 @@ describe('session lifecycle against a real gRPC app', () => {
       c.perform(identifier('EchoChannel'), { action: 'echo', text: 'x' });
       await app.waitForCall(isCommand(cSid!, 'message'));
       a.send({ command: 'unsubscribe', identifier: id });
-      await until('the unsubscribe to wait for a slot', () => server.app.metrics.gauge('rpc_pending_num') === 1);
+      await waitUntil(() => server.app.metrics.gauge('rpc_pending_num') === 1, 'the unsubscribe waits for a slot', 3000);
       await a.close();
-      await until('the waiting call to be dropped', () => server.app.metrics.counters.rpc_canceled_total === 1);
+      await waitUntil(() => server.app.metrics.counters.rpc_canceled_total === 1, 'the waiting call is dropped', 3000);
       hold.release();
       const disconnect = await app.waitForCall((call) => call.method === 'Disconnect' && call.sid === aSid);
       assert.equal(app.calls.filter(isCommand(aSid!, 'unsubscribe')).length, 0, 'the app never saw the dropped unsubscribe');
@@ -104,7 +96,7 @@ describe('session lifecycle against a real gRPC app', () => {
       a.perform(id, { action: 'echo', text: 'queued behind the subscribe' });
       await app.waitForCall(isCommand(aSid, 'subscribe'));
       await a.close();
-      await until('A to be gone', () => server.app.metrics.gauge('clients_num') === 0);
+      await waitUntil(() => server.app.metrics.gauge('clients_num') === 0, 'A is gone', 3000);
       hold.release();
       const disconnect = await app.waitForCall((call) => call.method === 'Disconnect' && call.sid === aSid);
       const subscribeAnswer = app.answered.findIndex(isCommand(aSid, 'subscribe'));

@@ -8,6 +8,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, httpRequest, sleep } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 import { deriveKey } from '../../src/auth/keys.js';
 import { freePort } from '../helpers/tcp-proxy.js';
 import { signToken } from '../helpers/tokens.js';
@@ -27,15 +28,6 @@ async function redisServer(args: readonly string[]): Promise<ChildProcess> {
   return child;
 }
 
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 8000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 /** A subscriber on stream `s`, then a PUBLISH on the legacy channel once cablecat listens there; the frame must arrive. */
 async function roundTrip(server: TestServer, publisher: Redis, channel: string): Promise<void> {
   const token = await signToken(TEST_SECRET, { ext: '{"user_id":"r"}' }, { expiresIn: 60 });
@@ -44,7 +36,7 @@ async function roundTrip(server: TestServer, publisher: Redis, channel: string):
   const id = identifier('$pubsub', { stream_name: 's' });
   client.subscribe(id);
   await client.next();
-  await waitFor(async () => ((await publisher.pubsub('NUMSUB', channel)) as [string, number])[1] === 1, 'cablecat subscribed to the channel');
+  await waitUntil(async () => ((await publisher.pubsub('NUMSUB', channel)) as [string, number])[1] === 1, 'cablecat subscribed to the channel', 8000);
   await publisher.publish(channel, JSON.stringify({ stream: 's', data: '"over redis"' }));
   assert.deepEqual(await client.next(), { identifier: id, message: 'over redis' });
   await client.close();
@@ -97,7 +89,7 @@ describe('Redis TLS (rediss://) with verification, a CA and a client certificate
     const refused = await startServer(['--secret', TEST_SECRET, '--norpc', '--broadcast_adapter', 'redis', '--redis_channel', channel,
       '--redis_url', `rediss://127.0.0.1:${port}`, ...client]);
     try {
-      await waitFor(async () => refused.logs.text.includes('redis error'), 'the TLS error in the log');
+      await waitUntil(async () => refused.logs.text.includes('redis error'), 'the TLS error is in the log', 8000);
       assert.match(refused.logs.text, /certificate/);
     } finally {
       await refused.stop();

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { httpRequest } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
 
@@ -21,14 +22,6 @@ async function until(client: RawClient, type: string): Promise<Positioned[]> {
     const frame = (await client.next(5000)) as Positioned & { type?: string };
     if (frame.type === type) return out;
     out.push(frame);
-  }
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -51,7 +44,7 @@ for (const kind of ['redis', 'nats'] as const) {
       const args = ['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', kind];
       a = await startServer(args);
       b = await startServer(args);
-      for (const node of [a, b]) await waitFor(async () => (await httpRequest(`${node.http}/health`)).status === 200, 'broker ready');
+      for (const node of [a, b]) await waitUntil(async () => (await httpRequest(`${node.http}/health`)).status === 200, 'the broker is ready', 10_000);
     });
     after(async () => {
       await a.stop();
@@ -128,7 +121,7 @@ describe('broker restarts (connections cut through a proxy)', () => {
       const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broker', kind, ...url]);
       try {
         const health = async (): Promise<number> => (await httpRequest(`${server.http}/health`)).status;
-        await waitFor(async () => (await health()) === 200, 'healthy');
+        await waitUntil(async () => (await health()) === 200, 'the node is healthy', 10_000);
         const stream = `s-${unique()}`;
         const { client } = await connectExt(server);
         const id = await subscribeStream(client, stream);
@@ -136,11 +129,11 @@ describe('broker restarts (connections cut through a proxy)', () => {
         await publishEach(server, stream, 'before');
         const before = (await client.next()) as Positioned;
         await proxy.stop();
-        await waitFor(async () => (await health()) === 503, 'unhealthy');
+        await waitUntil(async () => (await health()) === 503, 'the node is unhealthy', 10_000);
         assert.equal((await httpRequest(`${server.http}/health`)).body, 'Broker unavailable');
         await publishEach(server, stream, 'during');
         await proxy.start(port);
-        await waitFor(async () => (await health()) === 200, 'healthy again');
+        await waitUntil(async () => (await health()) === 200, 'the node is healthy again', 10_000);
         const during = (await client.next(10_000)) as Positioned;
         assert.equal(during.message, 'during');
         assert.equal(during.epoch, before.epoch);

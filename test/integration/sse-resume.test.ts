@@ -4,6 +4,7 @@ import { EventSource } from 'eventsource';
 import { startServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 import { signToken } from '../helpers/tokens.js';
 import { SseStream, type SseEvent } from '../helpers/sse-stream.js';
 import { deriveKey } from '../../src/auth/keys.js';
@@ -124,27 +125,18 @@ describe('SSE with a broker: event ids and Last-Event-ID resume', () => {
     const source = new EventSource(`${server.http}/events?stream=${name}&jid=${t}`);
     const received: string[] = [];
     let opened = 0;
-    const waiters: Array<() => void> = [];
-    const notify = (): void => { for (const w of waiters.splice(0)) w(); };
-    source.addEventListener('confirm_subscription', () => { opened++; notify(); });
-    source.onmessage = (e) => { received.push(String(e.data)); notify(); };
-    const until = async (check: () => boolean, what: string): Promise<void> => {
-      const deadline = Date.now() + 8000;
-      while (!check()) {
-        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; received ${JSON.stringify(received)}`);
-        await new Promise<void>((resolve) => { waiters.push(resolve); setTimeout(resolve, 100); });
-      }
-    };
+    source.addEventListener('confirm_subscription', () => { opened++; });
+    source.onmessage = (e) => { received.push(String(e.data)); };
     try {
-      await until(() => opened === 1, 'the first subscription');
+      await waitUntil(() => opened === 1, 'the first subscription is confirmed', 8000);
       await broadcast(server.http, [1, 2].map((n) => ({ stream: name, data: String(n) })), BROADCAST_KEY);
-      await until(() => received.length === 2, 'two messages');
+      await waitUntil(() => received.length === 2, 'two messages arrived', 8000);
       await broadcast(server.http, { command: 'disconnect', payload: { identifier: JSON.stringify({ user_id: user }), reconnect: true } }, BROADCAST_KEY);
       // Sent while the browser-like client waits to reconnect.
       await broadcast(server.http, [3, 4].map((n) => ({ stream: name, data: String(n) })), BROADCAST_KEY);
-      await until(() => opened === 2, 'the reconnection');
+      await waitUntil(() => opened === 2, 'the reconnection is confirmed', 8000);
       await broadcast(server.http, { stream: name, data: '5' }, BROADCAST_KEY);
-      await until(() => received.length === 5, 'all five messages');
+      await waitUntil(() => received.length === 5, 'all five messages arrived', 8000);
       assert.deepEqual(received, ['1', '2', '3', '4', '5']);
     } finally {
       source.close();

@@ -4,6 +4,7 @@ import { EventSource } from 'eventsource';
 import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { broadcast, sleep } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 import { signToken } from '../helpers/tokens.js';
 import { SseStream } from '../helpers/sse-stream.js';
 import { withRpcApp } from '../helpers/rpc-app.js';
@@ -14,15 +15,6 @@ import { VERSION } from '../../src/version.js';
 const BROADCAST_KEY = deriveKey(TEST_SECRET, 'broadcast-cable');
 const suffix = (): string => Math.random().toString(36).slice(2, 10);
 const pubsubId = (stream: string): string => identifier('$pubsub', { stream_name: stream });
-
-/** Waits until `check` holds (polling a gauge or counter the test cannot await otherwise). */
-async function eventually(check: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** `promise`, or a failure naming `what` after `ms`. */
 async function within<T>(promise: Promise<T>, what: string, ms = 3000): Promise<T> {
@@ -253,13 +245,13 @@ describe('SSE: streams, auth, events', () => {
     const two = await openStream(server, `/events?stream=${name}&jid=${token}`);
     assert.equal(server.app.metrics.gauge('sse_clients_num'), base + 2);
     one.close();
-    await eventually(() => server.app.metrics.gauge('sse_clients_num') === base + 1, 'one stream closed');
+    await waitUntil(() => server.app.metrics.gauge('sse_clients_num') === base + 1, 'one stream is closed', 3000);
     await broadcast(server.http, { stream: name, data: '{"still":true}' }, BROADCAST_KEY);
     assert.equal((await two.nextNonPing()).event, 'confirm_subscription');
     assert.equal((await two.nextNonPing()).data, '{"still":true}');
     two.close();
-    await eventually(() => server.app.metrics.gauge('sse_clients_num') === base, 'both streams closed');
-    await eventually(() => server.app.node.size === 0, 'sessions gone');
+    await waitUntil(() => server.app.metrics.gauge('sse_clients_num') === base, 'both streams are closed', 3000);
+    await waitUntil(() => server.app.node.size === 0, 'the sessions are gone', 3000);
   });
 
   test('a remote disconnect with reconnect:false is an event with a year-long retry, then the stream ends', async () => {
@@ -315,7 +307,7 @@ describe('SSE: pings, slow clients, shutdown, RPC', () => {
         sent += 20;
         await sleep(20);
       }
-      await eventually(() => server.app.metrics.counters.disconnected_slow_clients_total === before + 1, 'the slow client evicted');
+      await waitUntil(() => server.app.metrics.counters.disconnected_slow_clients_total === before + 1, 'the slow client is evicted', 3000);
       stream.resume();
       await stream.ended;
       assert.ok(stream.body.endsWith('event: disconnect\ndata: {"type":"disconnect","reason":"too_slow","reconnect":true}\n\n'), 'the backlog, then too_slow');
@@ -356,7 +348,7 @@ describe('SSE: pings, slow clients, shutdown, RPC', () => {
       await rejected.ended;
       assert.equal(rejected.status, 400);
       assert.deepEqual(rejected.json(), { error: 'subscription_rejected' });
-      await eventually(() => app.callsOf('Disconnect').length >= 2, 'Disconnect calls for the closed sessions');
+      await waitUntil(() => app.callsOf('Disconnect').length >= 2, 'Disconnect is called for the closed sessions', 3000);
     });
   });
 

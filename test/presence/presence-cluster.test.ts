@@ -5,16 +5,9 @@ import { startServer, type TestServer } from '../helpers/server.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { httpRequest } from '../helpers/http.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const unique = (): string => randomBytes(4).toString('hex');
-
-async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!await check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** /health answers 200 once the broker is reachable (503 "Broker unavailable" before). */
 async function brokerUp(server: TestServer): Promise<boolean> {
@@ -60,7 +53,7 @@ for (const [name, brokerArgs] of clusters) describe(`presence across two nodes (
     const args = ['--public', ...brokerArgs, '--presence_ttl', '1'];
     node1 = await startServer(args);
     node2 = await startServer(args);
-    await until(async () => await brokerUp(node1) && await brokerUp(node2));
+    await waitUntil(async () => await brokerUp(node1) && await brokerUp(node2), 'both nodes reach the broker', 10_000);
   });
   after(async () => {
     await node1.stop();
@@ -120,10 +113,10 @@ describe('presence while Redis is unreachable', () => {
     const port = await proxy.start();
     const server = await startServer(['--public', '--broker', 'redis', '--redis_url', `redis://127.0.0.1:${port}`, '--presence_ttl', '1']);
     try {
-      await until(() => brokerUp(server));
+      await waitUntil(() => brokerUp(server), 'the node reaches Redis', 10_000);
       const a = await member(server, `room-${unique()}`);
       await proxy.stop();
-      await until(async () => !await brokerUp(server));
+      await waitUntil(async () => !await brokerUp(server), 'the node notices Redis is gone', 10_000);
       const { presence_errors_total: errors, failed_client_msg_total: failed } = server.app.metrics.counters;
       join(a.client, a.id, 'u1', 1);
       assert.deepEqual(await info(a.client, a.id), { type: 'presence', identifier: a.id, message: { type: 'error', total: 0 } });
@@ -131,7 +124,7 @@ describe('presence while Redis is unreachable', () => {
       assert.equal(server.app.metrics.counters.failed_client_msg_total - failed, 2);
       assert.ok(server.logs.text.includes('presence store call failed'));
       await proxy.start(port);
-      await until(() => brokerUp(server));
+      await waitUntil(() => brokerUp(server), 'the node reaches Redis again', 10_000);
       join(a.client, a.id, 'u1', 1);
       assert.equal(await a.client.nextText(5000), presenceFrame(a.id, '{"type":"join","id":"u1","info":1}'));
       assert.deepEqual(sortedRecords(await info(a.client, a.id)), { type: 'info', total: 1, records: [{ id: 'u1', info: 1 }] });

@@ -1,4 +1,4 @@
-// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory,replay,forward] [--broadcasts=50] [--workers=1,2]
+// npm run bench -- [--sizes=1000,5000,10000] [--scenarios=connect,fanout,memory,replay,forward] [--broadcasts=50] [--workers=1,2] [--warmup=10000] [--rounds=1]
 // Each server is its own process (pinned to core 0 when taskset exists), the load client another (core 1).
 // With --workers, cablecat with N worker threads and bare uWS also run on both cores, loaded by two client
 // processes at once (they share the cores with the server).
@@ -25,6 +25,8 @@ const only = opt('servers', '').split(',').filter((s) => s !== '');
  * fewer events per wakeup); ratios are taken between the medians of the rounds.
  */
 const rounds = Number(opt('rounds', '1'));
+/** Connects per worker before the connect scenario measures (see there). */
+const warmupConnects = Number(opt('warmup', '10000'));
 /** --workers=1,2: also cablecat-jwt-w1, -w2 (`--workers N`) and bare-uws-2l, on both cores with two load clients. */
 const workerCounts = opt('workers', '').split(',').filter((s) => s !== '').map(Number);
 /** The forward scenario: many broadcasts to few subscribers, to read the main thread's cost per broadcast. */
@@ -202,9 +204,12 @@ async function measure(spec: ServerSpec, scenario: string, size: number, pid: nu
   const parts = spec.spread ? 2 : 1;
   const loadCores = spec.spread ? '0,1' : '1';
   if (scenario === 'connect') {
-    // Warm-up first (the same for every server, 2,000 connects per worker): a fresh process spends its first
-    // connects compiling (TurboFan) what a long-running server has long compiled; the steady cost is measured.
-    await runLoads({ ...base, mode: 'connect', count: Math.min(2000 * (spec.workers ?? 1), size) }, parts);
+    // Warm-up first (the same for every server, --warmup connects per worker, in passes of at most the size):
+    // a fresh process spends its first thousands of connects compiling (TurboFan) what a long-running server
+    // has long compiled, and recompiling when the first user and stream go away; the steady cost is measured.
+    for (let left = warmupConnects * (spec.workers ?? 1); left > 0; left -= size) {
+      await runLoads({ ...base, mode: 'connect', count: Math.min(left, size) }, parts);
+    }
     const before = cpuSplit(pid);
     const r = await runLoads({ ...base, mode: 'connect' }, parts);
     const after = cpuSplit(pid);

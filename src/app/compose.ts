@@ -29,7 +29,7 @@ import { CatchUp } from '../reliable/catch-up.js';
 import { HistoryServer } from '../reliable/history-server.js';
 import { SessionKeeper } from '../reliable/session-keeper.js';
 import { SseEndpoint } from '../sse/sse-endpoint.js';
-import { publisherWithSse, SseTopics } from '../sse/sse-topics.js';
+import { SseTopics } from '../sse/sse-topics.js';
 import type { WorkerLink } from '../cluster/worker-link.js';
 import { LocalLink } from './local-link.js';
 import { nodeRoutes, sharesBroadcastPort } from './http-routes.js';
@@ -109,7 +109,7 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
       maxCommandQueueSize: config.maxCommandQueueSize, disconnectMode: config.disconnectMode, pongTimeoutS: config.pongTimeoutS,
     },
     {
-      controller, hub, publisher: sseTopics ? publisherWithSse(app, sseTopics) : app, disconnectQueue, metrics, logger, publish, reliable, catchUp, presence,
+      controller, hub, disconnectQueue, metrics, logger, publish, reliable, catchUp, presence,
       gate: link.gate, identifierEvents: worker,
     },
   );

@@ -1,5 +1,5 @@
 import type { Logger } from '../logging/logger.js';
-import type { Hub, TopicPublisher } from '../hub/hub.js';
+import type { Hub } from '../hub/hub.js';
 import type { Publication } from '../broadcast/message.js';
 import { decodeClientFrame } from '../protocol/decoder.js';
 import {
@@ -36,8 +36,6 @@ export interface DisconnectSink {
 /** What the dispatcher needs, and what the node itself wires: fan-out, catch-up, Disconnect calls. */
 export interface NodeDeps extends DispatcherDeps {
   readonly hub: Hub;
-  /** No longer read (pings are written per session, see Liveness); optional until the wiring stops passing it. */
-  readonly publisher?: TopicPublisher;
   readonly disconnectQueue: DisconnectSink;
   /** Holds live messages of sessions catching up on history. */
   readonly catchUp?: CatchUp | null;

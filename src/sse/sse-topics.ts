@@ -1,4 +1,4 @@
-import type { TopicPublisher, TopicSocket } from '../hub/hub.js';
+import type { TopicSocket } from '../hub/hub.js';
 import { encodeEvent } from './sse-encoder.js';
 
 /** What the topic index needs from an SSE connection. */
@@ -53,15 +53,4 @@ export class SseTopics {
       else subscriber.writeEvent(wrapped ??= encodeEvent(frame, false));
     }
   }
-}
-
-/** A publisher reaching both kinds of subscriber: uWS websockets natively, then SSE connections. */
-export function publisherWithSse(uws: TopicPublisher, sse: SseTopics): TopicPublisher {
-  return {
-    publish(topic: string, message: string): boolean {
-      const sent = uws.publish(topic, message);
-      if (sse.size > 0) sse.publish(topic, message, null);
-      return sent;
-    },
-  };
 }

@@ -216,7 +216,7 @@ export function nodeHarness(controller: Controller, opts: { maxCommandQueueSize?
   const node = new Node(
     { pingIntervalS: 3, maxMessageSize: 65536, maxPendingBytes: 1 << 20, maxCommandQueueSize: opts.maxCommandQueueSize ?? 1 << 20, disconnectMode: opts.disconnectMode ?? 'auto' },
     {
-      controller, hub, publisher: topics, metrics, logger,
+      controller, hub, metrics, logger,
       // The real queue only paces calls; the order of hand-over is what matters here.
       disconnectQueue: { enqueue: (ctx) => { disconnects.push(ctx); void controller.disconnect(ctx); } },
       publish: (pub) => node.deliver(pub),

@@ -17,8 +17,9 @@ export class RawClient {
   upgradeHeaders: Record<string, string | string[] | undefined> = {};
   unexpectedStatus = 0;
 
-  constructor(url: string, opts: { protocols?: string[] | undefined; headers?: Record<string, string>; ignore?: string[] } = {}) {
-    this.ws = new WebSocket(url, opts.protocols ?? ['actioncable-v1-json'], { headers: opts.headers ?? {} });
+  /** `rejectUnauthorized: false` accepts a self-signed wss certificate (TLS tests). */
+  constructor(url: string, opts: { protocols?: string[] | undefined; headers?: Record<string, string>; ignore?: string[]; rejectUnauthorized?: boolean } = {}) {
+    this.ws = new WebSocket(url, opts.protocols ?? ['actioncable-v1-json'], { headers: opts.headers ?? {}, rejectUnauthorized: opts.rejectUnauthorized ?? true });
     if (opts.ignore) this.ignore = new Set(opts.ignore);
     this.ws.on('upgrade', (res) => { this.upgradeHeaders = res.headers; });
     this.ws.on('message', (data, isBinary) => {

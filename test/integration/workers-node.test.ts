@@ -3,7 +3,10 @@
 // replacement. Broadcast fan-out through workers is in workers-broadcast.test.ts.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -333,6 +336,33 @@ describe('workers: lifecycle', () => {
       assert.ok(await scrape(cluster, 'server_msg_total') >= sentBefore, 'the dead worker\'s counts stay in the node\'s counters');
       for (const m of [...fresh, ...members]) m.client.close();
     });
+  });
+
+  test('TLS: every worker serves wss with the certificate (SSLApp per worker); clients on both get the node\'s broadcasts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-workers-tls-'));
+    try {
+      spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=example.test'], { stdio: 'ignore' });
+      await withCluster([...PUBLIC, '--ssl_cert', join(dir, 'cert.pem'), '--ssl_key', join(dir, 'key.pem')], async (cluster) => {
+        const stream = `tls-${unique()}`;
+        const id = identifier('$pubsub', { stream_name: stream });
+        const members: Array<{ client: RawClient; worker: number }> = [];
+        for (let i = 0; i < 12; i++) {
+          members.push(await placed(cluster, async () => {
+            const client = await RawClient.connect(`wss://127.0.0.1:${cluster.port}/cable`, { rejectUnauthorized: false });
+            assert.equal((await client.next() as { type: string }).type, 'welcome');
+            client.subscribe(id);
+            assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
+            return { client };
+          }));
+        }
+        assert.ok(members.some((m) => m.worker === 0) && members.some((m) => m.worker === 1), 'wss clients on both workers');
+        assert.equal((await broadcast(cluster.api, { stream, data: '"secure"' }, BROADCAST_KEY)).status, 201);
+        for (const m of members) assert.equal((await m.client.next() as { message: string }).message, 'secure');
+        for (const m of members) m.client.close();
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('SSE clients on both workers get the node\'s broadcasts', async () => {

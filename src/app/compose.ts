@@ -144,7 +144,8 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
     accept: (pubs) => link.publications.accept(pubs, false),
     renderMetrics: config.metricsHttp ? () => link.renderMetrics() : null,
     users: config.usersFile ? loadUsersFile(config.usersFile) : null,
-  }, metrics, logger, local !== null);
+    logStartWarnings: local !== null,
+  }, metrics, logger);
   registerRoutes(app, routes.shared, logger.child({ component: 'http' }));
   // The node's own listeners exist where the node is whole; a worker's primary has them.
   const apiListener = local && config.broadcastAdapters.includes('http') && !sharesBroadcastPort(config)

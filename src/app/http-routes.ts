@@ -20,6 +20,8 @@ export interface NodeRouteDeps {
   /** The Prometheus text of the whole node, when --metrics_http is set. */
   readonly renderMetrics: (() => Promise<string>) | null;
   readonly users: ReadonlyMap<string, string> | null;
+  /** Log the start-up warnings about these routes: once per node (not once per worker thread). */
+  readonly logStartWarnings: boolean;
 }
 
 export interface NodeRoutes {
@@ -54,13 +56,13 @@ function metricsRoute(path: string, keys: KeyPolicy, render: () => Promise<strin
   };
 }
 
-/** Health, broadcast, token and metrics routes, sorted by where they are served. `announce` logs the start-up warnings (once per node). */
-export function nodeRoutes(config: Config, deps: NodeRouteDeps, metrics: Metrics, logger: Logger, announce: boolean): NodeRoutes {
+/** Health, broadcast, token and metrics routes, sorted by where they are served. */
+export function nodeRoutes(config: Config, deps: NodeRouteDeps, metrics: Metrics, logger: Logger): NodeRoutes {
   const shared: HttpRoute[] = [healthRoute(config.healthPath, deps.serving, deps.unavailable)];
   const apiOnly: HttpRoute[] = [];
   if (config.broadcastAdapters.includes('http')) {
     const { policy: keys, warning } = broadcastPolicy(config);
-    if (warning && announce) logger.warn(warning);
+    if (warning && deps.logStartWarnings) logger.warn(warning);
     const route = httpBroadcastRoute({ path: config.httpBroadcastPath, keys, maxBody: config.httpBroadcastMaxBody }, deps.accept, metrics, logger);
     if (config.broadcastKey || sharesBroadcastPort(config)) shared.push(route);
     else apiOnly.push(route);

@@ -117,7 +117,8 @@ export class ClusterPrimary {
       accept: (pubs) => this.core.pipeline.accept(pubs, false),
       renderMetrics: registry ? this.renderMetrics : null,
       users: config.usersFile ? loadUsersFile(config.usersFile) : null,
-    }, this.metrics, logger, true);
+      logStartWarnings: true,
+    }, this.metrics, logger);
     // The main port's routes are served by every worker; the API listener and the metrics port are here.
     this.apiListener = config.broadcastAdapters.includes('http') && !sharesBroadcastPort(config) ? new ApiListener([...routes.shared, ...routes.apiOnly], this.metrics, logger) : null;
     this.metricsListener = routes.metricsPort ? new ApiListener([routes.metricsPort], this.metrics, logger, 'metrics_http', '--metrics_port') : null;

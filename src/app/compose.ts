@@ -82,8 +82,8 @@ export async function createCablecat(config: Config, logger: Logger, uws: Uws = 
   const metrics = new Metrics();
   checkTlsFiles(config.sslCert, config.sslKey);
   const app: TemplatedApp = createApp(uws, config);
-  // The node's parts: here when this thread is the whole node (the closure is only called once the node exists).
-  const local = worker ? null : new LocalLink(config, metrics, logger, () => node.size);
+  // The node's parts: here when this thread is the whole node.
+  const local = worker ? null : new LocalLink(config, metrics, logger);
   const link: WorkerLink = worker ?? (local as LocalLink);
   const controller = buildController(config, metrics, logger, link.rpcSlots);
   const broker = link.broker;

@@ -23,13 +23,12 @@ export class LocalLink implements WorkerLink {
   private deliver: (pub: Publication) => void = () => {};
   private readonly render: () => Promise<string>;
 
-  /** `openConnections`: the node's open sessions (read only at admission). */
-  constructor(config: Config, metrics: Metrics, logger: Logger, openConnections: () => number) {
+  constructor(config: Config, metrics: Metrics, logger: Logger) {
     this.core = new NodeCore(config, metrics, logger, (pub) => this.deliver(pub));
     this.broker = this.core.broker;
     this.publications = this.core.pipeline;
     this.rpcSlots = new Semaphore(config.rpcConcurrency);
-    this.gate = new LocalGate(config.maxConn, openConnections);
+    this.gate = new LocalGate(config.maxConn);
     const registry = config.metricsHttp ? createPrometheusRegistry(metrics, config.metricsPrefix, config.metricsTags) : null;
     this.render = async () => (registry ? registry.metrics() : '');
   }

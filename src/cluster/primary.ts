@@ -87,6 +87,8 @@ export class ClusterPrimary {
   private lastRefresh = 0;
   private lastPortCheck = 0;
   private flushScheduled = false;
+  /** Set once start() succeeded: from then on a worker that exits is replaced. */
+  private started = false;
 
   constructor(private readonly config: Config, logger: Logger, private readonly uws: Uws, private readonly options: ClusterOptions = {}) {
     this.log = logger.child({ component: 'cluster' });
@@ -151,6 +153,7 @@ export class ClusterPrimary {
     if (sharesBroadcastPort(this.config) && this.config.broadcastAdapters.includes('http')) {
       this.log.warn({ port: this.port }, 'HTTP broadcasts on the main port only: uWS cannot parse the anycable gem\'s absolute-form requests, point its http_broadcast_url at another adapter or set a separate --http_broadcast_port');
     }
+    this.started = true;
     this.lastPortCheck = Date.now();
     this.watchTimer = setInterval(() => this.watch(), 250);
     this.watchTimer.unref();
@@ -269,14 +272,17 @@ export class ClusterPrimary {
     this.clusterMetrics.retire(slot.index);
     const lived = Date.now() - slot.bornAt;
     const err = slot.lastError ?? undefined;
-    if (this.stopping || !slot.listening) {
+    if (this.stopping || !this.started) {
       // A failed start is reported by start(); a crash while stopping is still worth a line.
       if (code !== 0 && slot.listening) this.log.error({ worker: slot.index, code, err }, 'worker crashed while the node was stopping');
       return;
     }
     const quickCrashes = lived >= STABLE_MS ? 0 : slot.quickCrashes + 1;
     const delay = quickCrashes === 0 ? 0 : Math.min(MAX_RESPAWN_DELAY_MS, 100 * 2 ** (quickCrashes - 1));
-    this.log.error({ worker: slot.index, code, lived_ms: lived, respawn_in_ms: delay, err }, 'worker crashed; its connections are lost, replacing it');
+    // A replacement that could not start is tried again too, waiting longer each time.
+    this.log.error({ worker: slot.index, code, lived_ms: lived, respawn_in_ms: delay, err }, slot.listening
+      ? 'worker crashed; its connections are lost, replacing it'
+      : 'replacement worker failed to start; trying again');
     setTimeout(() => {
       if (this.stopping) return;
       this.spawn(slot.index, quickCrashes).then(
@@ -284,7 +290,8 @@ export class ClusterPrimary {
           this.log.info({ worker: slot.index }, 'worker replaced');
           this.checkPort();
         },
-        (failure: unknown) => this.log.error({ worker: slot.index, err: errorMessage(failure) }, 'replacement worker failed to start'),
+        // Its exit schedules the next attempt (see above).
+        (failure: unknown) => { if (!this.stopping) this.log.warn({ worker: slot.index, err: errorMessage(failure) }, 'replacement worker failed to start'); },
       );
     }, delay).unref();
   }

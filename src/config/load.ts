@@ -315,7 +315,9 @@ export const MAX_WORKERS = 256;
 
 /** `--workers`: a count, or `auto` for one per core. */
 function parseWorkers(value: string, problems: string[]): number {
-  const n = value === 'auto' ? Math.min(MAX_WORKERS, Math.max(1, availableParallelism())) : /^[0-9]+$/.test(value) ? Number(value) : 0;
+  // auto off Linux is one thread: workers could not share the port there (see below).
+  const cores = process.platform === 'linux' ? availableParallelism() : 1;
+  const n = value === 'auto' ? Math.min(MAX_WORKERS, Math.max(1, cores)) : /^[0-9]+$/.test(value) ? Number(value) : 0;
   if (n >= 1 && n <= MAX_WORKERS) {
     // The kernel's SO_REUSEPORT balancing is what spreads connections over the workers; elsewhere one would take them all.
     if (n > 1 && process.platform !== 'linux') {

@@ -8,13 +8,22 @@ export interface ConnectionGate {
   release(): void;
 }
 
-/** One thread's node: its own open sessions are the count (a WebSocket opens within its upgrade, so nothing is in between). */
+/**
+ * One thread's node: the places it gave out are the count, so a request admitted but not yet open
+ * (an SSE POST whose body is still coming) holds its place too.
+ */
 export class LocalGate implements ConnectionGate {
-  constructor(private readonly maxConn: number, private readonly open: () => number) {}
+  private admitted = 0;
+
+  constructor(private readonly maxConn: number) {}
 
   admit(): boolean {
-    return this.maxConn === 0 || this.open() < this.maxConn;
+    if (this.maxConn > 0 && this.admitted >= this.maxConn) return false;
+    this.admitted++;
+    return true;
   }
 
-  release(): void {}
+  release(): void {
+    this.admitted--;
+  }
 }

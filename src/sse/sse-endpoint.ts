@@ -156,14 +156,15 @@ export class SseEndpoint {
       return;
     }
     if (Number.parseInt(contentLength || '0', 10) > MAX_POST_BODY_BYTES) {
-      this.notOpened();
+      connection.releasePlace();
       connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
       return;
     }
     collectUwsBody(res, MAX_POST_BODY_BYTES, (body) => {
-      if (socket.isClosed || !body.ok) this.notOpened();
+      // A client gone before its body ended never gets here (uWS only reports the abort): see aborted().
       if (socket.isClosed) return;
       if (!body.ok) {
+        connection.releasePlace();
         connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
         return;
       }
@@ -222,6 +223,8 @@ export class SseEndpoint {
  */
 class SseConnection implements SseSocketListener {
   socket: SseSocket | null = null;
+  /** Admitted against --max_conn: the place is this request's until a session takes it over. */
+  private holdsPlace = true;
   session: Session | null = null;
   /** Subscriptions not answered yet. */
   private readonly waiting = new Set<string>();
@@ -238,11 +241,13 @@ class SseConnection implements SseSocketListener {
 
   start(commands: SseCommands): void {
     if (!commands.ok) {
-      this.endpoint.notOpened();
+      this.releasePlace();
       this.refuse(commands.error.status, commands.error.error, commands.error.detail);
       return;
     }
     for (const frame of commands.frames) this.waiting.add(frame.identifier);
+    // From here the session holds the --max_conn place; its close gives it back.
+    this.holdsPlace = false;
     this.endpoint.openSession(this, commands.frames);
   }
 
@@ -293,7 +298,16 @@ class SseConnection implements SseSocketListener {
   }
 
   aborted(): void {
+    // Gone before a session opened (e.g. while its POST body was still coming): nothing else gives the place back.
+    this.releasePlace();
     this.endpoint.clientGone(this);
+  }
+
+  /** Gives back the --max_conn place taken for this request, once, if no session took it over. */
+  releasePlace(): void {
+    if (!this.holdsPlace) return;
+    this.holdsPlace = false;
+    this.endpoint.notOpened();
   }
 
   streamClosed(): void {

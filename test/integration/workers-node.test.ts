@@ -4,7 +4,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -359,6 +359,32 @@ describe('workers: lifecycle', () => {
         assert.equal((await broadcast(cluster.api, { stream, data: '"secure"' }, BROADCAST_KEY)).status, 201);
         for (const m of members) assert.equal((await m.client.next() as { message: string }).message, 'secure');
         for (const m of members) m.client.close();
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a replacement that cannot start is tried again, waiting longer each time, until it starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cablecat-workers-respawn-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    try {
+      spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=example.test'], { stdio: 'ignore' });
+      const pem = readFileSync(cert);
+      await withCluster([...PUBLIC, '--ssl_cert', cert, '--ssl_key', key], async (cluster) => {
+        const before = cluster.primary.workerThreadIds();
+        // Its replacement will not find the certificate.
+        rmSync(cert);
+        cluster.primary.crashWorker(0);
+        await waitUntil(() => cluster.logs.records().filter((r) => r.msg === 'replacement worker failed to start; trying again').length >= 2, 'two failed attempts', 10_000);
+        assert.equal(cluster.primary.workerThreadIds()[0], -1);
+        writeFileSync(cert, pem);
+        await waitUntil(() => (cluster.primary.workerThreadIds()[0] ?? -1) !== -1, 'worker 0 to be back', 15_000);
+        assert.notEqual(cluster.primary.workerThreadIds()[0], before[0]);
+        assert.equal(cluster.primary.workerThreadIds()[1], before[1]);
+        const delays = cluster.logs.records().filter((r) => r.worker === 0 && typeof r.respawn_in_ms === 'number').map((r) => Number(r.respawn_in_ms));
+        assert.ok(delays.length >= 3 && delays.every((d, i) => i === 0 || d >= (delays[i - 1] ?? 0)), `growing delays: ${delays.join(', ')}`);
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });

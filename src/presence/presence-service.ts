@@ -116,6 +116,9 @@ export class PresenceService {
     joined?.delete(identifier);
     if (joined?.size === 0) this.live.delete(session.sid);
     if (this.store === null) return 'no_store';
+    // The store keeps one presence per (stream, session): while another subscription of this session is
+    // present on the stream, that presence stays (leaving one channel must not take the other's with it).
+    if (joined !== undefined && tracked !== undefined && mapHasValue(joined, stream)) return 'ok';
     let left;
     try {
       left = await this.inOrder(this.store.leave(stream, session.sid));
@@ -250,6 +253,11 @@ export class PresenceService {
 }
 
 /** One key per stream: a session joined through two identifiers of one stream is one presence. */
+function mapHasValue(map: ReadonlyMap<string, string>, value: string): boolean {
+  for (const v of map.values()) if (v === value) return true;
+  return false;
+}
+
 function keysOf(sid: string, joined: ReadonlyMap<string, string>): PresenceKey[] {
   return [...new Set(joined.values())].map((stream) => ({ stream, sid }));
 }

@@ -102,6 +102,30 @@ describe('presence on one node (memory broker), raw frames', () => {
     await a.client.close();
   });
 
+  test('one session present on a stream through two subscriptions: leaving one keeps it present; leaving both leaves', async () => {
+    const stream = `room-${unique()}`;
+    const watcher = await member(server, stream);
+    const client = await welcomed(server.url);
+    const first = identifier('$pubsub', { stream_name: stream });
+    const second = JSON.stringify({ stream_name: stream, channel: '$pubsub' });
+    for (const id of [first, second]) {
+      client.subscribe(id);
+      assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
+    }
+    join(client, first, 'ann');
+    assert.equal(await watcher.client.nextText(), joinFrame(watcher.id, 'ann'));
+    join(client, second, 'ann');
+    // Already present: no second join event.
+    assert.equal(await watcher.client.nothingWithin(300), null);
+    client.send({ command: 'leave', identifier: first });
+    assert.equal(await watcher.client.nothingWithin(300), null, 'still present through the second subscription');
+    assert.equal(await info(watcher.client, watcher.id), infoFrame(watcher.id, [['ann']]));
+    client.send({ command: 'unsubscribe', identifier: second });
+    assert.equal(await watcher.client.nextText(), leaveFrame(watcher.id, 'ann'));
+    client.close();
+    watcher.client.close();
+  });
+
   test('a closed session leaves after --presence_ttl; meanwhile it is still listed', async () => {
     const stream = `room-${unique()}`;
     const watcher = await member(server, stream);

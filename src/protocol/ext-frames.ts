@@ -7,9 +7,34 @@ export function positionSuffix(stream: string, position: StreamPosition): string
   return `,"stream_id":${JSON.stringify(stream)},"epoch":${JSON.stringify(position.epoch)},"offset":${position.offset}}`;
 }
 
+/**
+ * Stored messages known to be valid JSON. History replays the same few hundred entries to every
+ * returning client: each is checked (parsed) once, not once per client. Bounded in characters (it
+ * holds the texts): cleared when full; large messages are checked each time.
+ */
+const checkedStoredData = new Set<string>();
+let checkedStoredChars = 0;
+const CHECKED_STORED_CHARS_LIMIT = 4 * 1024 * 1024;
+const CHECKED_STORED_ENTRY_LIMIT = 16 * 1024;
+
+/** A stored message as JSON text: entries come from the broker, maybe written by another server, so they are checked once. */
+function storedMessageJson(data: string): string {
+  if (checkedStoredData.has(data)) return data;
+  const json = messageJsonFromData(data);
+  if (json === data && data.length <= CHECKED_STORED_ENTRY_LIMIT) {
+    if (checkedStoredChars + data.length > CHECKED_STORED_CHARS_LIMIT) {
+      checkedStoredData.clear();
+      checkedStoredChars = 0;
+    }
+    checkedStoredData.add(data);
+    checkedStoredChars += data.length;
+  }
+  return json;
+}
+
 /** `{"identifier":…,"message":…,"stream_id":…,"epoch":…,"offset":N}` (anycable-go's key order). */
 export function positionedMessageFrame(identifier: string, stream: string, data: string, position: StreamPosition): string {
-  return `{"identifier":${JSON.stringify(identifier)},"message":${messageJsonFromData(data)}${positionSuffix(stream, position)}`;
+  return `{"identifier":${JSON.stringify(identifier)},"message":${storedMessageJson(data)}${positionSuffix(stream, position)}`;
 }
 
 export function confirmHistoryFrame(identifier: string): string {

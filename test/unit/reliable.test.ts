@@ -103,6 +103,12 @@ describe('history requests, snapshots and frames', () => {
     assert.equal(positionedMessageFrame('{"channel":"A"}', 's', '{"x":1}', { epoch: 'e', offset: 5 }),
       '{"identifier":"{\\"channel\\":\\"A\\"}","message":{"x":1},"stream_id":"s","epoch":"e","offset":5}');
     assert.equal(positionedMessageFrame('i', 's', 'not json', { epoch: 'e', offset: 1 }), '{"identifier":"i","message":"not json","stream_id":"s","epoch":"e","offset":1}');
+    // Replayed again (entries are checked once and remembered): the same answers, non-JSON still wrapped.
+    for (let i = 0; i < 2; i++) {
+      assert.equal(positionedMessageFrame('i', 's', 'not json', { epoch: 'e', offset: 1 }), '{"identifier":"i","message":"not json","stream_id":"s","epoch":"e","offset":1}');
+      assert.equal(positionedMessageFrame('i', 's', '{"x":1}', { epoch: 'e', offset: 2 }), '{"identifier":"i","message":{"x":1},"stream_id":"s","epoch":"e","offset":2}');
+      assert.equal(positionedMessageFrame('i', 's', '{"x":', { epoch: 'e', offset: 3 }), '{"identifier":"i","message":"{\\"x\\":","stream_id":"s","epoch":"e","offset":3}');
+    }
     assert.equal(pingTimestamp(1700000000123, 's'), '1700000000');
     assert.equal(pingTimestamp(1700000000123, parsePingPrecision('ms')), '1700000000123');
     assert.equal(pingTimestamp(1700000000123, parsePingPrecision('ns')), '1700000000123000000');

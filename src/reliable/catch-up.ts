@@ -47,8 +47,22 @@ export class Hold {
    * live, so history still being read sends only what lies before it (late, but once).
    */
   liveFrom: StreamPosition | null = null;
+  /**
+   * Set when an earlier restore hold of this subscription ran out before the client asked for history:
+   * from this position on the client got every message live, so history does not send them again.
+   */
+  deliveredLiveFrom: StreamPosition | null = null;
+  /** Ended by its restore timer (no history request came in time). */
+  expired = false;
 
   constructor(readonly client: CatchUpClient, readonly socket: TopicSocket, readonly identifier: string, readonly stream: string) {}
+
+  /** True when a history entry need not be sent: the client has it, or got it live after an expired restore hold. */
+  historyHas(position: StreamPosition): boolean {
+    if (this.covers(position)) return true;
+    const d = this.deliveredLiveFrom;
+    return d !== null && position.epoch === d.epoch && position.offset >= d.offset;
+  }
 
   /** True when the client already has this message. */
   covers(position: StreamPosition | null): boolean {
@@ -69,9 +83,25 @@ export class Hold {
  * The registry of holds. The node tells it about every broadcast it delivers; while a stream has
  * holds, their sessions' copies are buffered here instead of reaching the socket through the topic.
  */
+/** What an expired restore hold leaves for the history request that comes late. */
+interface AfterExpiry {
+  readonly sid: string;
+  readonly stream: string;
+  /** The first message the client got live after the hold ran out; null until one comes. */
+  liveFrom: StreamPosition | null;
+  readonly at: number;
+}
+
+/** How long a late history request is remembered for (far longer than any client waits to send it). */
+const AFTER_EXPIRY_MS = 60_000;
+
 export class CatchUp {
   private readonly byStream = new Map<string, Set<Hold>>();
   private readonly byKey = new Map<string, Hold>();
+  /** Subscriptions whose restore hold ran out, by hold key. */
+  private readonly afterExpiry = new Map<string, AfterExpiry>();
+  /** Stream → keys of afterExpiry still waiting for their first live message. */
+  private readonly awaitingLive = new Map<string, Set<string>>();
 
   constructor(private readonly gate: TopicGate) {}
 
@@ -90,6 +120,8 @@ export class CatchUp {
       return existing;
     }
     const hold = new Hold(client, socket, identifier, stream);
+    const prior = this.takeAfterExpiry(key);
+    if (prior?.liveFrom) hold.deliveredLiveFrom = prior.liveFrom;
     this.byKey.set(key, hold);
     let set = this.byStream.get(stream);
     if (!set) this.byStream.set(stream, (set = new Set()));
@@ -102,6 +134,7 @@ export class CatchUp {
   expireLater(hold: Hold, ms: number): void {
     hold.timer = setTimeout(() => {
       hold.timer = null;
+      hold.expired = true;
       this.release(hold);
     }, ms);
     hold.timer.unref();
@@ -121,7 +154,47 @@ export class CatchUp {
 
   /** Called for every broadcast this node delivers, before the hub sends it to the topic. */
   onBroadcast(stream: string, data: string, position: StreamPosition | null, excludeSid: string | null): void {
+    if (position !== null && this.awaitingLive.size > 0) this.noteLive(stream, position, excludeSid);
     this.buffer(stream, { data, position }, excludeSid);
+  }
+
+  /** The first positioned message after an expired restore hold marks where the client's live copy begins. */
+  private noteLive(stream: string, position: StreamPosition, excludeSid: string | null): void {
+    const keys = this.awaitingLive.get(stream);
+    if (!keys) return;
+    for (const key of [...keys]) {
+      const entry = this.afterExpiry.get(key);
+      if (entry === undefined) {
+        keys.delete(key);
+      } else if (entry.sid !== excludeSid) {
+        entry.liveFrom = position;
+        keys.delete(key);
+      }
+    }
+    if (keys.size === 0) this.awaitingLive.delete(stream);
+  }
+
+  private takeAfterExpiry(key: string): AfterExpiry | undefined {
+    const entry = this.afterExpiry.get(key);
+    if (entry === undefined) return undefined;
+    this.afterExpiry.delete(key);
+    const keys = this.awaitingLive.get(entry.stream);
+    if (keys?.delete(key) && keys.size === 0) this.awaitingLive.delete(entry.stream);
+    return entry;
+  }
+
+  /** Remembers where an expired restore hold's client started getting messages live; old entries go. */
+  private rememberExpiry(key: string, hold: Hold, firstSent: StreamPosition | null): void {
+    const now = Date.now();
+    if (this.afterExpiry.size >= 256) {
+      for (const [k, e] of this.afterExpiry) if (now - e.at > AFTER_EXPIRY_MS) this.takeAfterExpiry(k);
+    }
+    this.afterExpiry.set(key, { sid: hold.client.sid, stream: hold.stream, liveFrom: firstSent, at: now });
+    if (firstSent === null) {
+      let keys = this.awaitingLive.get(hold.stream);
+      if (!keys) this.awaitingLive.set(hold.stream, keys = new Set());
+      keys.add(key);
+    }
   }
 
   /** Presence events for held sessions wait with their live messages, in the same order. */
@@ -175,6 +248,8 @@ export class CatchUp {
         : `${messageFramePrefix(hold.identifier)}${entry.data}}`);
     }
     if (overflow !== null) hold.liveFrom = firstSent ?? overflow.at;
+    // A history request coming after its restore hold ran out must not send again what went out live.
+    else if (hold.expired) this.rememberExpiry(key, hold, firstSent);
     this.gate.release(hold.socket, hold.stream, hold.identifier, true);
   }
 }

@@ -110,7 +110,7 @@ export class HistoryServer {
   private sendEntries(client: HistoryClient, identifier: string, stream: string, read: HistoryRead | null | undefined, hold: Hold | null): void {
     if (!read?.ok) return;
     for (const entry of read.entries) {
-      if (hold?.covers(entry)) continue;
+      if (hold?.historyHas(entry)) continue;
       client.send(positionedMessageFrame(identifier, stream, entry.data, entry));
       hold?.raise(entry);
     }

@@ -30,7 +30,8 @@ import { HistoryServer } from '../reliable/history-server.js';
 import { SessionKeeper } from '../reliable/session-keeper.js';
 import { SseEndpoint } from '../sse/sse-endpoint.js';
 import { SseTopics } from '../sse/sse-topics.js';
-import type { WorkerLink } from '../cluster/worker-link.js';
+import type { NodeLink } from './node-link.js';
+import type { IdentifierEvents } from '../node/session-registry.js';
 import { LocalLink } from './local-link.js';
 import { nodeRoutes, sharesBroadcastPort } from './http-routes.js';
 
@@ -78,13 +79,13 @@ function buildController(config: Config, metrics: Metrics, logger: Logger, slots
  * One server: with `worker` null it is the whole node in this thread; with a worker link it is one
  * worker thread of a node (src/cluster), which takes what exists once per node from the primary.
  */
-export async function createCablecat(config: Config, logger: Logger, uws: Uws = loadUws(), worker: WorkerLink | null = null): Promise<Cablecat> {
+export async function createCablecat(config: Config, logger: Logger, uws: Uws = loadUws(), worker: (NodeLink & IdentifierEvents) | null = null): Promise<Cablecat> {
   const metrics = new Metrics();
   checkTlsFiles(config.sslCert, config.sslKey);
   const app: TemplatedApp = createApp(uws, config);
   // The node's parts: here when this thread is the whole node.
   const local = worker ? null : new LocalLink(config, metrics, logger);
-  const link: WorkerLink = worker ?? (local as LocalLink);
+  const link: NodeLink = worker ?? (local as LocalLink);
   const controller = buildController(config, metrics, logger, link.rpcSlots);
   const broker = link.broker;
   // SSE connections are a second kind of topic subscriber; without --sse nothing changes on the publish path.

@@ -7,14 +7,14 @@ import type { PublicationSink } from '../broadcast/pipeline.js';
 import { createPrometheusRegistry } from '../metrics/prometheus.js';
 import { Semaphore } from '../rpc/semaphore.js';
 import { LocalGate } from '../node/connection-gate.js';
-import type { WorkerLink } from '../cluster/worker-link.js';
+import type { NodeLink } from './node-link.js';
 import { NodeCore } from './node-core.js';
 
 /**
  * The link of a server that is the whole node in one thread: what a worker would ask its primary for
  * (broker, pipeline, pub/sub follows, RPC slots, --max_conn, metrics) is right here.
  */
-export class LocalLink implements WorkerLink {
+export class LocalLink implements NodeLink {
   readonly core: NodeCore;
   readonly broker: Broker | null;
   readonly publications: PublicationSink;
@@ -44,9 +44,6 @@ export class LocalLink implements WorkerLink {
   onDeliver(deliver: (pub: Publication) => void): void {
     this.deliver = deliver;
   }
-
-  /** The registry counts distinct identifiers itself. */
-  present(): void {}
 
   renderMetrics(): Promise<string> {
     return this.render();

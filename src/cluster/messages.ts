@@ -39,7 +39,6 @@ export type WorkerMessage =
   | { readonly t: 'broker'; readonly id: number; readonly op: BrokerOp; readonly args: readonly unknown[] }
   | { readonly t: 'render_metrics'; readonly id: number }
   | { readonly t: 'metrics'; readonly id: number; readonly snapshot: MetricsSnapshot }
-  | { readonly t: 'stopped' }
   | { readonly t: 'crashed'; readonly error: string };
 
 /** Primary → worker. */

@@ -49,7 +49,6 @@ function control(message: ControlMessage): void {
         } catch (err) {
           logger.error({ err: errorMessage(err) }, 'worker shutdown failed');
         }
-        link.post({ t: 'stopped' });
         exit(0);
       })();
       return;

@@ -7,7 +7,8 @@ import { RemoteBroker } from './remote-broker.js';
 import { SharedGate } from './shared-cells.js';
 import { SharedSlots } from './shared-slots.js';
 import { StreamFilter } from './stream-filter.js';
-import type { WorkerLink } from './worker-link.js';
+import type { NodeLink } from '../app/node-link.js';
+import type { IdentifierEvents } from '../node/session-registry.js';
 
 /** The messages that expect a reply, before the id is given (distributed over the union, so each keeps its shape). */
 type WorkerRequest = Extract<WorkerMessage, { t: 'accept' | 'broker' | 'render_metrics' }> extends infer M ? M extends unknown ? Omit<M, 'id'> : never : never;
@@ -21,7 +22,7 @@ interface Pending {
 export type ControlMessage = Extract<PrimaryMessage, { t: 'shutdown' } | { t: 'close_now' } | { t: 'crash' }>;
 
 /** The worker's end of its link to the primary thread: requests with ids, deliveries in order. */
-export class WorkerPort implements WorkerLink {
+export class WorkerPort implements NodeLink, IdentifierEvents {
   readonly broker: RemoteBroker | null;
   readonly publications: PublicationSink;
   readonly rpcSlots: SharedSlots;
@@ -59,7 +60,10 @@ export class WorkerPort implements WorkerLink {
     this.port.postMessage(message);
   }
 
-  /** Batched per turn of the loop: a connect storm sends one message per turn, not one per connection. */
+  /**
+   * Identifiers got their first connection on this worker, or lost their last (the node counts
+   * clients_uniq_num). Batched per turn of the loop: a connect storm sends one message per turn.
+   */
   present(identifiers: string, present: boolean): void {
     if (this.identifierChanges.length === 0) setImmediate(() => this.flushIdentifiers());
     this.identifierChanges.push([identifiers, present ? 1 : -1]);

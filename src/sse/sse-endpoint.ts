@@ -13,7 +13,7 @@ import { VERSION } from '../version.js';
 import { SseSocket, type SseSocketListener } from './sse-socket.js';
 import type { SseTopics } from './sse-topics.js';
 import { commandsFromBody, commandsFromQuery, MAX_POST_BODY_BYTES, type SseCommands, type SubscribeFrame } from './sse-request.js';
-import { collectUwsBody } from '../server/http-io.js';
+import { collectUwsBody, Reply } from '../server/http-io.js';
 
 export interface SseEndpointOptions extends UpgradeOptions {
   readonly path: string;
@@ -25,6 +25,13 @@ export interface SseEndpointOptions extends UpgradeOptions {
 }
 
 type Headers = Readonly<Record<string, string>>;
+
+const JSON_TYPE: Headers = { 'Content-Type': 'application/json' };
+
+/** Body of every refusal: `{"error":…}`, with a `detail` when there is one. */
+function errorBody(error: string, detail?: string): string {
+  return JSON.stringify(detail === undefined ? { error } : { error, detail });
+}
 
 /** anycable-go's stream headers: never cached, never buffered by a proxy. */
 const STREAM_HEADERS: Headers = {
@@ -71,12 +78,7 @@ export class SseEndpoint {
     app.post(path, (res, req) => this.request(res, req, 'POST'));
     app.options(path, (res, req) => this.preflight(res, req));
     app.any(path, (res) => {
-      res.cork(() => {
-        res.writeStatus('405 Method Not Allowed');
-        res.writeHeader('Content-Type', 'application/json');
-        res.writeHeader('Allow', 'GET, POST, OPTIONS');
-        res.end(JSON.stringify({ error: 'method_not_allowed' }), true);
-      });
+      new Reply(res).send('405 Method Not Allowed', errorBody('method_not_allowed'), { ...JSON_TYPE, Allow: 'GET, POST, OPTIONS' }, true);
     });
   }
 
@@ -107,28 +109,22 @@ export class SseEndpoint {
   }
 
   private request(res: HttpResponse, req: HttpRequest, method: 'GET' | 'POST'): void {
-    const captured = captureUpgrade(res, req, this.opts);
     // Logged after the request callback (refusals, stream open), so read now.
     const remote = remoteAddress(res);
-    const query = new URLSearchParams(captured.rawQuery);
     // Always read here (not only when origins are restricted): CORS echoes it for cross-origin EventSource.
     const origin = req.getHeader('origin');
     const cors = this.corsHeaders(origin);
     const lastEventId = req.getHeader('last-event-id');
     const contentLength = req.getHeader('content-length');
-    const answer = (status: string, error: string, detail?: string): void => {
-      res.cork(() => {
-        res.writeStatus(status);
-        res.writeHeader('Content-Type', 'application/json');
-        for (const [name, value] of Object.entries(cors)) res.writeHeader(name, value);
-        res.end(JSON.stringify(detail === undefined ? { error } : { error, detail }), true);
-      });
-    };
+    const answer = (status: string, error: string): void => new Reply(res).send(status, errorBody(error), { ...JSON_TYPE, ...cors }, true);
     if (!this.accepting) return answer('503 Service Unavailable', 'shutting_down');
     if (!originAllowed(origin, this.opts.allowedOrigins)) {
       this.log.info({ origin }, 'origin not allowed, SSE request refused');
       return answer('403 Forbidden', 'origin_not_allowed');
     }
+    // After the checks that need none of it (as for a websocket upgrade).
+    const captured = captureUpgrade(res, req, this.opts);
+    const query = new URLSearchParams(captured.rawQuery);
     let keyUserId: string | null = null;
     if (this.opts.wsApiKey) {
       const key = query.get('token') ?? '';
@@ -155,19 +151,13 @@ export class SseEndpoint {
       connection.start(commandsFromQuery(query, lastEventId));
       return;
     }
-    if (Number.parseInt(contentLength || '0', 10) > MAX_POST_BODY_BYTES) {
-      connection.releasePlace();
-      connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
-      return;
-    }
+    const tooLarge = (): void => connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
+    // A declared length over the limit is refused before any of the body is read.
+    if (Number.parseInt(contentLength || '0', 10) > MAX_POST_BODY_BYTES) return tooLarge();
     collectUwsBody(res, MAX_POST_BODY_BYTES, (body) => {
       // A client gone before its body ended never gets here (uWS only reports the abort): see aborted().
       if (socket.isClosed) return;
-      if (!body.ok) {
-        connection.releasePlace();
-        connection.refuse('413 Payload Too Large', 'body_too_large', `the body is limited to ${MAX_POST_BODY_BYTES} bytes`);
-        return;
-      }
+      if (!body.ok) return tooLarge();
       connection.start(commandsFromBody(body.body.toString('utf8'), query, lastEventId));
     });
   }
@@ -241,7 +231,6 @@ class SseConnection implements SseSocketListener {
 
   start(commands: SseCommands): void {
     if (!commands.ok) {
-      this.releasePlace();
       this.refuse(commands.error.status, commands.error.error, commands.error.detail);
       return;
     }
@@ -251,10 +240,11 @@ class SseConnection implements SseSocketListener {
     this.endpoint.openSession(this, commands.frames);
   }
 
+  /** An error answer instead of a stream; a request no session took over gives its --max_conn place back first. */
   refuse(status: string, error: string, detail?: string): void {
+    this.releasePlace();
     this.endpoint.refused(this, status, error, detail);
-    const body = JSON.stringify(detail === undefined ? { error } : { error, detail });
-    this.socket?.refuse(status, body, { 'Content-Type': 'application/json', ...this.cors });
+    this.socket?.refuse(status, errorBody(error, detail), { ...JSON_TYPE, ...this.cors });
   }
 
   pendingFrame(frame: string): void {
@@ -304,7 +294,7 @@ class SseConnection implements SseSocketListener {
   }
 
   /** Gives back the --max_conn place taken for this request, once, if no session took it over. */
-  releasePlace(): void {
+  private releasePlace(): void {
     if (!this.holdsPlace) return;
     this.holdsPlace = false;
     this.endpoint.notOpened();

@@ -56,10 +56,6 @@ export class SseSocket implements SessionSocket, SseSubscriber {
     });
   }
 
-  get isStreaming(): boolean {
-    return this.state === 'streaming';
-  }
-
   get isClosed(): boolean {
     return this.state === 'closed';
   }

@@ -36,10 +36,6 @@ export class SseTopics {
     return true;
   }
 
-  has(topic: string, subscriber: SseSubscriber): boolean {
-    return this.topics.get(topic)?.has(subscriber) ?? false;
-  }
-
   /** Delivers `frame` to every SSE subscriber of `topic` except `exclude` (exclude_socket), in subscription order. */
   publish(topic: string, frame: string, exclude: TopicSocket | SseSubscriber | null): void {
     const set = this.topics.get(topic);

@@ -165,7 +165,7 @@ export class SseEndpoint {
   // ---- used by connections ----------------------------------------------------------------
 
   /** @internal */
-  openSession(connection: SseConnection, frames: readonly SubscribeFrame[]): Session {
+  openSession(connection: SseConnection, frames: readonly SubscribeFrame[]): void {
     const { url, headers, token, pingPrecision } = connection.captured.info;
     // Plain JSON protocol; no session restore (an SSE client resumes its streams with Last-Event-ID instead).
     const request = { url, headers, token, keyUserId: connection.keyUserId, protocol: '' as const, restoreSid: '', pingPrecision };
@@ -174,7 +174,6 @@ export class SseEndpoint {
     this.node.onOpen(session, connection.socket!);
     // The subscribe commands queue behind authentication, exactly as frames of a websocket would.
     for (const frame of frames) this.node.onMessage(session, toArrayBuffer(frame.text), false);
-    return session;
   }
 
   /** @internal */

@@ -2,7 +2,6 @@ import * as crypto from 'node:crypto';
 import { createHmac, createSecretKey } from 'node:crypto';
 import { SignJWT } from 'jose';
 
-export const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512'];
 /** Longer tokens are refused before any crypto: no legitimate identifiers need more. */
 export const MAX_TOKEN_LENGTH = 8192;
 
@@ -93,7 +92,6 @@ export class JwtVerifier {
       this.lastHeader = { segment, verdict };
       return verdict;
     }
-    if (verdict !== undefined) return verdict;
     verdict = readHeader(segment);
     if (this.headers.size >= HEADER_CACHE_SIZE) this.headers.clear();
     this.headers.set(segment, verdict);

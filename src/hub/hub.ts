@@ -127,21 +127,7 @@ export class Hub {
     // Built once per broadcast, shared by every (stream, identifier) frame.
     const frameTail = messageJson + (position === null ? '}' : positionSuffix(stream, position));
     const messageBytes = Buffer.byteLength(frameTail);
-    const counters = this.metrics.counters;
-    for (const route of routes.values()) {
-      const frame = route.framePrefix + frameTail;
-      let receivers = route.count - (route.held?.size ?? 0);
-      // uWS WebSocket.publish skips the publishing socket itself: exactly what exclude_socket needs.
-      if (exclude !== null && exclude.isSubscribed(route.topic)) {
-        exclude.publish(route.topic, frame);
-        receivers--;
-      } else {
-        this.publisher.publish(route.topic, frame);
-      }
-      if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, exclude);
-      counters.server_msg_total += receivers;
-      counters.data_sent_total += receivers * (route.framePrefixBytes + messageBytes);
-    }
+    for (const route of routes.values()) this.publish(route, route.framePrefix + frameTail, route.framePrefixBytes + messageBytes, exclude);
   }
 
   /**
@@ -152,15 +138,26 @@ export class Hub {
   broadcastPresence(stream: string, eventJson: string): void {
     const routes = this.streams.get(stream);
     if (!routes) return;
-    const counters = this.metrics.counters;
     for (const [identifier, route] of routes) {
       const frame = `${presenceFramePrefix(identifier)}${eventJson}}`;
-      this.publisher.publish(route.topic, frame);
-      if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, null);
-      // Subscribers held for a history catch-up are out of the topic: the hold sends them their copy.
-      const receivers = route.count - (route.held?.size ?? 0);
-      counters.server_msg_total += receivers;
-      counters.data_sent_total += receivers * Buffer.byteLength(frame);
+      this.publish(route, frame, Buffer.byteLength(frame), null);
     }
+  }
+
+  /** One route's frame to its topic and its secondary subscribers, counted per receiver (`frameBytes` each). */
+  private publish(route: Route, frame: string, frameBytes: number, exclude: TopicSocket | null): void {
+    // Subscribers held for a history catch-up are out of the topic: the hold sends them their copy.
+    let receivers = route.count - (route.held?.size ?? 0);
+    // uWS WebSocket.publish skips the publishing socket itself: exactly what exclude_socket needs.
+    if (exclude !== null && exclude.isSubscribed(route.topic)) {
+      exclude.publish(route.topic, frame);
+      receivers--;
+    } else {
+      this.publisher.publish(route.topic, frame);
+    }
+    if (this.secondary !== null && this.secondary.size > 0) this.secondary.publish(route.topic, frame, exclude);
+    const counters = this.metrics.counters;
+    counters.server_msg_total += receivers;
+    counters.data_sent_total += receivers * frameBytes;
   }
 }

@@ -20,7 +20,6 @@ export interface StreamsOptions {
 }
 
 type StreamRoute =
-  | { readonly kind: 'stream'; readonly stream: string; readonly whisper: boolean; readonly presence: boolean }
   /** The answer to a subscribe, built once per identifier and shared (results are never mutated). */
   | { readonly kind: 'confirm'; readonly result: CommandResult }
   /** `why` is logged at info: a rejected subscription is the first thing a new user meets. */
@@ -30,19 +29,19 @@ type StreamRoute =
 const PASS: StreamRoute = { kind: 'pass' };
 const RESOLVED_CACHE_SIZE = 1024;
 
-function confirmation(identifier: string, route: { readonly stream: string; readonly whisper: boolean; readonly presence: boolean }): CommandResult {
+function confirmation(identifier: string, stream: string, whisper: boolean, presence: boolean): CommandResult {
   const state: Record<string, string> = {};
-  if (route.whisper) state[WHISPER_STATE_KEY] = route.stream;
-  if (route.presence) state[PRESENCE_STATE_KEY] = route.stream;
+  if (whisper) state[WHISPER_STATE_KEY] = stream;
+  if (presence) state[PRESENCE_STATE_KEY] = stream;
   return Object.freeze(commandResult('success', {
     transmissions: Object.freeze([confirmFrame(identifier)]),
-    streams: Object.freeze([route.stream]),
+    streams: Object.freeze([stream]),
     ...(Object.keys(state).length > 0 ? { istate: Object.freeze(state) } : {}),
   }));
 }
 
-function verified(stream: string | null, whisper: boolean, presence: boolean, why: string): StreamRoute {
-  return stream === null ? { kind: 'reject', why } : { kind: 'stream', stream, whisper, presence };
+function verified(identifier: string, stream: string | null, whisper: boolean, presence: boolean, why: string): StreamRoute {
+  return stream === null ? { kind: 'reject', why } : { kind: 'confirm', result: confirmation(identifier, stream, whisper, presence) };
 }
 
 /**
@@ -67,7 +66,6 @@ export class StreamsController implements Controller {
     let route = this.resolved.get(identifier);
     if (route === undefined) {
       route = this.resolve(identifier);
-      if (route.kind === 'stream') route = { kind: 'confirm', result: confirmation(identifier, route) };
       if (this.resolved.size >= RESOLVED_CACHE_SIZE) this.resolved.clear();
       this.resolved.set(identifier, route);
     }
@@ -79,26 +77,26 @@ export class StreamsController implements Controller {
     try {
       parsed = JSON.parse(identifier);
     } catch {
-      return { kind: 'pass' };
+      return PASS;
     }
-    if (typeof parsed !== 'object' || parsed === null) return { kind: 'pass' };
+    if (typeof parsed !== 'object' || parsed === null) return PASS;
     const { channel, stream_name: streamName, signed_stream_name: signedName } = parsed as Record<string, unknown>;
     if (channel === PUBSUB_CHANNEL) {
       if (typeof streamName === 'string') {
-        return verified(this.opts.publicStreams ? streamName : null, true, this.opts.streamsPresence,
+        return verified(identifier, this.opts.publicStreams ? streamName : null, true, this.opts.streamsPresence,
           'public streams are off: subscribe with a signed_stream_name, or start with --public_streams');
       }
       if (typeof signedName === 'string') {
-        return verified(verifyStreamName(this.opts.streamsSecret, signedName), this.opts.streamsWhisper, this.opts.streamsPresence,
+        return verified(identifier, verifyStreamName(this.opts.streamsSecret, signedName), this.opts.streamsWhisper, this.opts.streamsPresence,
           'invalid signed_stream_name: not signed with this server\'s --streams_secret (or --secret)');
       }
       return { kind: 'reject', why: 'neither stream_name nor signed_stream_name is a string' };
     }
     if (channel === TURBO_CHANNEL && this.opts.turboStreams) {
       const stream = typeof signedName === 'string' ? verifyStreamName(this.opts.turboStreamsSecret, signedName) : null;
-      return verified(stream, false, false, 'invalid Turbo signed_stream_name: not signed with --turbo_streams_secret (or the streams secret)');
+      return verified(identifier, stream, false, false, 'invalid Turbo signed_stream_name: not signed with --turbo_streams_secret (or the streams secret)');
     }
-    return { kind: 'pass' };
+    return PASS;
   }
 
   authenticate(ctx: CallContext): Awaitable<ConnectResult> {

@@ -70,8 +70,7 @@ export class Liveness {
 
   /** An authenticated session starts receiving pings. */
   track(session: Session): void {
-    const socket = session.liveSocket;
-    if (socket === null) return;
+    if (session.liveSocket === null) return;
     // As anycable-go: only the extended protocol promises pongs (any frame counts).
     if (this.pongTimeoutMs > 0 && session.request.protocol === PROTOCOL_EXT_JSON) this.lastHeard.set(session, Date.now());
     if (session.customPingS === null) {

@@ -16,7 +16,6 @@ import { Dispatcher, type DispatcherDeps } from './dispatcher.js';
 import type { CatchUp } from '../reliable/catch-up.js';
 import { Liveness } from './liveness.js';
 
-
 export interface NodeOptions {
   readonly pingIntervalS: number;
   readonly maxMessageSize: number;
@@ -193,13 +192,13 @@ export class Node {
 
   /** Delivers a publication to this node's clients. */
   deliver(pub: Publication): void {
-    if (pub.kind === 'broadcast' && pub.presence === true) {
-      // Sessions catching up are out of the topic: their copy waits in the hold with their messages.
-      this.deps.catchUp?.onPresence(pub.stream, pub.data);
-      this.deps.hub.broadcastPresence(pub.stream, pub.data);
-      return;
-    }
     if (pub.kind === 'broadcast') {
+      if (pub.presence === true) {
+        // Sessions catching up are out of the topic: their copy waits in the hold with their messages.
+        this.deps.catchUp?.onPresence(pub.stream, pub.data);
+        this.deps.hub.broadcastPresence(pub.stream, pub.data);
+        return;
+      }
       const excluded = pub.excludeSocket ? this.registry.get(pub.excludeSocket)?.liveSocket ?? null : null;
       const position = pub.position ?? null;
       // Sessions catching up on history get their copy buffered instead of through the topic.

@@ -1,15 +1,15 @@
 import type { Metrics } from '../metrics/metrics.js';
 import type { Session } from './session.js';
 
-/**
- * The node's live sessions: by sid (for exclude_socket) and by identifiers (for remote disconnects).
- * A session is here from its transport's open to its transport's close.
- */
 /** Told when identifiers get their first session here and lose their last (a worker thread tells its node). */
 export interface IdentifierEvents {
   present(identifiers: string, present: boolean): void;
 }
 
+/**
+ * The node's live sessions: by sid (for exclude_socket) and by identifiers (for remote disconnects).
+ * A session is here from its transport's open to its transport's close.
+ */
 export class SessionRegistry implements Iterable<Session> {
   private readonly bySid = new Map<string, Session>();
   private readonly byIdentifiers = new Map<string, Set<Session>>();

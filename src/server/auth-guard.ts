@@ -6,8 +6,10 @@ import { bearerToken, safeEqual } from '../auth/keys.js';
  */
 export type KeyPolicy = 'open' | readonly string[];
 
-/** Checks `Authorization: Bearer <key>` against the policy's keys. */
-/** `req` is a uWS request or a transport-neutral request view: only its headers are read. */
+/**
+ * Checks `Authorization: Bearer <key>` against the policy's keys. `req` is a uWS request or a
+ * transport-neutral request view: only its headers are read.
+ */
 export function hasValidBearer(req: { getHeader(lowerCaseName: string): string }, policy: KeyPolicy): boolean {
   if (policy === 'open') return true;
   const active = policy.filter((k) => k !== '');

@@ -29,3 +29,16 @@ export async function subscribeStream(client: RawClient, stream: string, history
 export async function publishEach(server: Pick<TestServer, 'http'>, stream: string, ...datas: unknown[]): Promise<void> {
   for (const data of datas) assert.equal((await broadcast(server.http, { stream, data: JSON.stringify(data) }, BROADCAST_KEY)).status, 201);
 }
+
+/** A broadcast frame of a reliable stream, with its position. */
+export interface Positioned { identifier: string; message: unknown; stream_id: string; epoch: string; offset: number }
+
+/** Frames until (and without) the one of `type`, e.g. the history sent before `confirm_history`. */
+export async function framesUntil(client: RawClient, type: string, timeoutMs = 3000): Promise<Positioned[]> {
+  const out: Positioned[] = [];
+  for (;;) {
+    const frame = (await client.next(timeoutMs)) as Positioned & { type?: string };
+    if (frame.type === type) return out;
+    out.push(frame);
+  }
+}

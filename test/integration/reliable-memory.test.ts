@@ -4,20 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { startServer, withServer, TEST_SECRET, type TestServer } from '../helpers/server.js';
 import { withRpcApp } from '../helpers/rpc-app.js';
 import { RawClient, identifier } from '../helpers/ws-client.js';
-import { EXT, connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
+import { EXT, connectExt, framesUntil, publishEach, subscribeStream, type Positioned } from '../helpers/ext-json.js';
 
 const unique = (): string => randomBytes(5).toString('hex');
-
-interface Positioned {
-  identifier: string;
-  message: unknown;
-  stream_id: string;
-  epoch: string;
-  offset: number;
-}
-
-
-
 
 describe('memory broker: positions and history', () => {
   let server: TestServer;
@@ -192,12 +181,7 @@ describe('memory broker: session recovery', () => {
     // Live messages before the client's history request wait, so nothing arrives out of order.
     await publishEach(server, stream, 4);
     second.client.send({ command: 'history', identifier: id, history: { since: 0, streams: { [stream]: { epoch: seen.epoch, offset: seen.offset } } } });
-    const got: unknown[] = [];
-    for (;;) {
-      const frame = (await second.client.next()) as { type?: string; message?: unknown };
-      if (frame.type === 'confirm_history') break;
-      got.push(frame.message);
-    }
+    const got = (await framesUntil(second.client, 'confirm_history')).map((f) => f.message);
     // 4 was stored before the request: it comes with the history, and its held live copy is dropped.
     assert.deepEqual(got, [2, 3, 4]);
     await publishEach(server, stream, 5);
@@ -227,12 +211,7 @@ describe('memory broker: session recovery', () => {
       assert.equal(((await second.client.next()) as Positioned).message, 5);
       // Now the history request, from the position the client had before it left.
       second.client.send({ command: 'history', identifier: id, history: { since: 0, streams: { [stream]: { epoch: seen.epoch, offset: seen.offset } } } });
-      const got: unknown[] = [];
-      for (;;) {
-        const frame = (await second.client.next()) as { type?: string; message?: unknown };
-        if (frame.type === 'confirm_history') break;
-        got.push(frame.message);
-      }
+      const got = (await framesUntil(second.client, 'confirm_history')).map((f) => f.message);
       assert.deepEqual(got, [2, 3], `only what was missed (4 and 5 came live), live during the hold: ${liveDuringHold}`);
       await publishEach(server, stream, 6);
       assert.equal(((await second.client.next()) as Positioned).message, 6);

@@ -6,24 +6,9 @@ import { RawClient, identifier } from '../helpers/ws-client.js';
 import { httpRequest } from '../helpers/http.js';
 import { waitUntil } from '../helpers/wait.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { connectExt, publishEach, subscribeStream } from '../helpers/ext-json.js';
+import { connectExt, framesUntil, publishEach, subscribeStream, type Positioned } from '../helpers/ext-json.js';
 
 const unique = (): string => randomBytes(5).toString('hex');
-
-interface Positioned { identifier: string; message: unknown; stream_id: string; epoch: string; offset: number }
-
-
-
-
-/** Frames until (and without) the one of `type`. */
-async function until(client: RawClient, type: string): Promise<Positioned[]> {
-  const out: Positioned[] = [];
-  for (;;) {
-    const frame = (await client.next(5000)) as Positioned & { type?: string };
-    if (frame.type === type) return out;
-    out.push(frame);
-  }
-}
 
 /** Sends probes until a subscriber on each node got one: pub/sub subscriptions are made in the background. */
 async function settle(via: TestServer, stream: string, clients: RawClient[]): Promise<void> {
@@ -87,7 +72,7 @@ for (const kind of ['redis', 'nats'] as const) {
       assert.deepEqual(second.welcome, { type: 'welcome', sid: second.welcome.sid, restored: true, restored_ids: [id] });
       assert.equal(b.app.metrics.counters.sessions_restored_total, restores + 1);
       second.client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: seen.epoch, offset: seen.offset } } } });
-      const caught = await until(second.client, 'confirm_history');
+      const caught = await framesUntil(second.client, 'confirm_history', 5000);
       assert.deepEqual(caught.map((f) => f.message), [2, 3]);
       assert.ok(caught.every((f) => f.epoch === seen.epoch && f.stream_id === stream && f.identifier === id));
       await publishEach(a, stream, 4);
@@ -103,7 +88,7 @@ for (const kind of ['redis', 'nats'] as const) {
       await publishEach(a, stream, 'old-1', 'old-2');
       const { client } = await connectExt(b);
       const id = await subscribeStream(client, stream, { since: Math.floor(Date.now() / 1000) - 30 });
-      const history = await until(client, 'confirm_history');
+      const history = await framesUntil(client, 'confirm_history', 5000);
       assert.deepEqual(history.map((f) => [f.identifier, f.message]), [[id, 'old-1'], [id, 'old-2']]);
       client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: 'gone', offset: 1 } } } });
       assert.deepEqual(await client.next(5000), { type: 'reject_history', identifier: id });
@@ -139,7 +124,7 @@ describe('broker restarts (connections cut through a proxy)', () => {
         assert.equal(during.epoch, before.epoch);
         assert.ok(during.offset > before.offset);
         client.send({ command: 'history', identifier: id, history: { streams: { [stream]: { epoch: before.epoch, offset: before.offset } } } });
-        assert.deepEqual((await until(client, 'confirm_history')).map((f) => f.message), ['during']);
+        assert.deepEqual((await framesUntil(client, 'confirm_history', 5000)).map((f) => f.message), ['during']);
         await client.close();
       } finally {
         await server.stop();

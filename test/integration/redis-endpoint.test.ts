@@ -46,7 +46,7 @@ describe('Redis TLS (rediss://) with verification, a CA and a client certificate
   let dir: string;
   let redis: ChildProcess;
   let port: number;
-  let tlsFor: (withClientCert: boolean) => RedisOptions['tls'];
+  let clientTls: RedisOptions['tls'];
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cablecat-redis-tls-'));
     const ssl = (...args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' }); };
@@ -59,28 +59,30 @@ describe('Redis TLS (rediss://) with verification, a CA and a client certificate
     port = await freePort();
     redis = await redisServer(['--port', '0', '--tls-port', String(port), '--tls-cert-file', join(dir, 'server.pem'), '--tls-key-file', join(dir, 'server-key.pem'),
       '--tls-ca-cert-file', join(dir, 'ca.pem'), '--tls-auth-clients', 'yes', '--save', '', '--appendonly', 'no']);
-    tlsFor = (withClientCert) => ({
-      ca: readFileSync(join(dir, 'ca.pem')),
-      ...(withClientCert ? { cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client-key.pem')) } : {}),
-    });
+    clientTls = { ca: readFileSync(join(dir, 'ca.pem')), cert: readFileSync(join(dir, 'client.pem')), key: readFileSync(join(dir, 'client-key.pem')) };
   });
   after(() => {
     redis.kill();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('mTLS with --redis_tls_ca_cert_path and the client certificate: broadcasts arrive', async () => {
-    const channel = `tls-${Math.random().toString(36).slice(2)}`;
-    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broadcast_adapter', 'redis', '--redis_channel', channel,
-      '--redis_url', `rediss://127.0.0.1:${port}`, '--redis_tls_ca_cert_path', join(dir, 'ca.pem'),
-      '--redis_tls_client_cert_path', join(dir, 'client.pem'), '--redis_tls_client_key_path', join(dir, 'client-key.pem')]);
-    const publisher = new Redis(`rediss://127.0.0.1:${port}`, { tls: tlsFor(true) });
+  /** roundTrip() with a publisher that has the client certificate; stops `server` either way. */
+  async function roundTripThenStop(server: TestServer, channel: string): Promise<void> {
+    const publisher = new Redis(`rediss://127.0.0.1:${port}`, { tls: clientTls });
     try {
       await roundTrip(server, publisher, channel);
     } finally {
       publisher.disconnect();
       await server.stop();
     }
+  }
+
+  test('mTLS with --redis_tls_ca_cert_path and the client certificate: broadcasts arrive', async () => {
+    const channel = `tls-${Math.random().toString(36).slice(2)}`;
+    const server = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broadcast_adapter', 'redis', '--redis_channel', channel,
+      '--redis_url', `rediss://127.0.0.1:${port}`, '--redis_tls_ca_cert_path', join(dir, 'ca.pem'),
+      '--redis_tls_client_cert_path', join(dir, 'client.pem'), '--redis_tls_client_key_path', join(dir, 'client-key.pem')]);
+    await roundTripThenStop(server, channel);
   });
 
   test('without the CA the certificate is refused (verification is on by default); --redis_tls_verify=false accepts it', async () => {
@@ -96,13 +98,7 @@ describe('Redis TLS (rediss://) with verification, a CA and a client certificate
     }
     const accepted = await startServer(['--secret', TEST_SECRET, '--norpc', '--public_streams', '--broadcast_adapter', 'redis', '--redis_channel', channel,
       '--redis_url', `rediss://127.0.0.1:${port}`, '--redis_tls_verify=false', ...client]);
-    const publisher = new Redis(`rediss://127.0.0.1:${port}`, { tls: tlsFor(true) });
-    try {
-      await roundTrip(accepted, publisher, channel);
-    } finally {
-      publisher.disconnect();
-      await accepted.stop();
-    }
+    await roundTripThenStop(accepted, channel);
   });
 
   test('a TLS file that cannot be read is a config error naming the flag and the file', async () => {

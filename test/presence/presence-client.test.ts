@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { createCable, type Cable } from '@anycable/core';
+
+type PubSubChannel = ReturnType<Cable['streamFrom']>;
 import { startServer, type TestServer } from '../helpers/server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -23,9 +25,9 @@ describe('@anycable/core presence API against cablecat', () => {
     return c;
   }
 
-  test('join, info resolves with the record, the other client sees the leave', async () => {
-    const stream = `room-${randomBytes(4).toString('hex')}`;
-    const ann = cable();
+  /** Ann (through `annUrl`) and Bob, connected and subscribed to `stream`. */
+  async function annAndBob(stream: string, annUrl = server.url): Promise<{ ann: Cable; annChannel: PubSubChannel; bobChannel: PubSubChannel }> {
+    const ann = cable(annUrl);
     const bob = cable();
     await ann.connect();
     await bob.connect();
@@ -33,6 +35,12 @@ describe('@anycable/core presence API against cablecat', () => {
     const bobChannel = bob.streamFrom(stream);
     await annChannel.ensureSubscribed();
     await bobChannel.ensureSubscribed();
+    return { ann, annChannel, bobChannel };
+  }
+
+  test('join, info resolves with the record, the other client sees the leave', async () => {
+    const stream = `room-${randomBytes(4).toString('hex')}`;
+    const { annChannel, bobChannel } = await annAndBob(stream);
     const seenByBob: PresenceMessage[] = [];
     let wake: () => void = () => undefined;
     bobChannel.on('presence', (msg) => {
@@ -63,14 +71,7 @@ describe('@anycable/core presence API against cablecat', () => {
     const proxy = new TcpProxy(server.port);
     const port = await proxy.start();
     try {
-      const ann = cable(`ws://127.0.0.1:${port}/cable`);
-      const bob = cable();
-      await ann.connect();
-      await bob.connect();
-      const annChannel = ann.streamFrom(stream);
-      const bobChannel = bob.streamFrom(stream);
-      await annChannel.ensureSubscribed();
-      await bobChannel.ensureSubscribed();
+      const { ann, annChannel, bobChannel } = await annAndBob(stream, `ws://127.0.0.1:${port}/cable`);
       const changes: PresenceMessage[] = [];
       bobChannel.on('presence', (msg) => {
         const event = msg as PresenceMessage;

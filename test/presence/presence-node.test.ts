@@ -24,8 +24,10 @@ async function welcomed(url: string, protocol = EXT): Promise<RawClient> {
   return client;
 }
 
+type Member = { client: RawClient; id: string };
+
 /** A client subscribed to a public stream (identifier with the given key order). */
-async function member(server: TestServer, stream: string, opts: { reversed?: boolean; protocol?: string } = {}): Promise<{ client: RawClient; id: string }> {
+async function member(server: TestServer, stream: string, opts: { reversed?: boolean; protocol?: string } = {}): Promise<Member> {
   const client = await welcomed(server.url, opts.protocol);
   const id = opts.reversed ? JSON.stringify({ stream_name: stream, channel: '$pubsub' }) : identifier('$pubsub', { stream_name: stream });
   client.subscribe(id);
@@ -35,6 +37,15 @@ async function member(server: TestServer, stream: string, opts: { reversed?: boo
 
 function join(client: RawClient, id: string, pid: unknown, info?: unknown): void {
   client.send({ command: 'join', identifier: id, presence: info === undefined ? { id: pid } : { id: pid, info } });
+}
+
+/** A watcher, then a member that joins as `u1`; the watcher has seen the join. */
+async function watchedJoin(server: TestServer, stream: string): Promise<{ watcher: Member; joined: Member }> {
+  const watcher = await member(server, stream);
+  const joined = await member(server, stream);
+  join(joined.client, joined.id, 'u1');
+  assert.equal(await watcher.client.nextText(), joinFrame(watcher.id, 'u1'));
+  return { watcher, joined };
 }
 
 async function info(client: RawClient, id: string): Promise<string> {
@@ -92,10 +103,7 @@ describe('presence on one node (memory broker), raw frames', () => {
 
   test('unsubscribing leaves at once', async () => {
     const stream = `room-${unique()}`;
-    const watcher = await member(server, stream);
-    const a = await member(server, stream);
-    join(a.client, a.id, 'u1');
-    assert.equal(await watcher.client.nextText(), joinFrame(watcher.id, 'u1'));
+    const { watcher, joined: a } = await watchedJoin(server, stream);
     a.client.send({ command: 'unsubscribe', identifier: a.id });
     assert.equal(await watcher.client.nextText(1000), leaveFrame(watcher.id, 'u1'));
     await watcher.client.close();
@@ -128,10 +136,7 @@ describe('presence on one node (memory broker), raw frames', () => {
 
   test('a closed session leaves after --presence_ttl; meanwhile it is still listed', async () => {
     const stream = `room-${unique()}`;
-    const watcher = await member(server, stream);
-    const a = await member(server, stream);
-    join(a.client, a.id, 'u1');
-    assert.equal(await watcher.client.nextText(), joinFrame(watcher.id, 'u1'));
+    const { watcher, joined: a } = await watchedJoin(server, stream);
     const closedAt = Date.now();
     await a.client.close();
     assert.equal(await info(watcher.client, watcher.id), infoFrame(watcher.id, [['u1']]));
@@ -142,10 +147,7 @@ describe('presence on one node (memory broker), raw frames', () => {
 
   test('a client that comes back within the TTL and joins again never leaves', async () => {
     const stream = `room-${unique()}`;
-    const watcher = await member(server, stream);
-    const first = await member(server, stream);
-    join(first.client, first.id, 'u1');
-    assert.equal(await watcher.client.nextText(), joinFrame(watcher.id, 'u1'));
+    const { watcher, joined: first } = await watchedJoin(server, stream);
     await first.client.close();
     const again = await member(server, stream);
     join(again.client, again.id, 'u1');

@@ -60,6 +60,23 @@ async function closeAll(placed: readonly { client: RawClient }[]): Promise<void>
   await Promise.all(placed.map((p) => p.client.close()));
 }
 
+/** Clients of `user`, two on each worker, all subscribed to a fresh stream named from `prefix`. */
+async function spreadOnStream(cluster: TestCluster, user: string, prefix: string): Promise<{ placed: PlacedClient[]; stream: string; id: string }> {
+  const { query } = await jwtQuery(user);
+  const placed = await connectSpread(cluster, 2, query);
+  const stream = unique(prefix);
+  const id = streamId(stream);
+  for (const p of placed) await subscribe(p.client, id);
+  return { placed, stream, id };
+}
+
+/** Every client reads `count` frames with messages `{ n }`, n = 0, 1, …, in order, then nothing more. */
+async function allGetNumbered(placed: readonly PlacedClient[], id: string, count: number): Promise<void> {
+  const expected = Array.from({ length: count }, (_, n) => ({ identifier: id, message: { n } }));
+  await Promise.all(placed.map((p) => expectFrames(p.client, expected)));
+  await allQuiet(placed.map((p) => p.client));
+}
+
 async function scrape(url: string, key?: string): Promise<Map<string, number>> {
   const answer = await httpRequest(url, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
   assert.equal(answer.status, 200, answer.body);
@@ -147,18 +164,12 @@ describe('--workers 2: Redis and NATS broadcast adapters', () => {
     const redis = new Redis('redis://127.0.0.1:6379');
     try {
       await withCluster([...BASE, '--broadcast_adapter', 'http,redis', '--redis_channel', channel], async (cluster) => {
-        const { query } = await jwtQuery('redis-adapter');
-        const placed = await connectSpread(cluster, 2, query);
-        const stream = unique('ra');
-        const id = streamId(stream);
-        for (const p of placed) await subscribe(p.client, id);
+        const { placed, stream, id } = await spreadOnStream(cluster, 'redis-adapter', 'ra');
         await waitUntil(async () => (await redis.pubsub('NUMSUB', channel))[1] === 1, 'the node subscribed the broadcast channel');
         await sleep(200);
         assert.deepEqual(await redis.pubsub('NUMSUB', channel), [channel, 1], 'the primary subscribes once, not once per worker');
         for (let n = 0; n < 20; n++) await redis.publish(channel, JSON.stringify({ stream, data: JSON.stringify({ n }) }));
-        const expected = Array.from({ length: 20 }, (_, n) => ({ identifier: id, message: { n } }));
-        await Promise.all(placed.map((p) => expectFrames(p.client, expected)));
-        await allQuiet(placed.map((p) => p.client));
+        await allGetNumbered(placed, id, 20);
         await closeAll(placed);
       });
     } finally {
@@ -171,20 +182,14 @@ describe('--workers 2: Redis and NATS broadcast adapters', () => {
     const nats = await natsConnect({ servers: 'nats://127.0.0.1:4222' });
     try {
       await withCluster([...BASE, '--broadcast_adapter', 'nats', '--nats_channel', subject], async (cluster) => {
-        const { query } = await jwtQuery('nats-adapter');
-        const placed = await connectSpread(cluster, 2, query);
-        const stream = unique('na');
-        const id = streamId(stream);
-        for (const p of placed) await subscribe(p.client, id);
+        const { placed, stream, id } = await spreadOnStream(cluster, 'nats-adapter', 'na');
         await waitUntil(() => cluster.primary.metrics.gauge('broker_connected') === 1, 'the node is connected to NATS');
         // Core NATS keeps nothing for late subscribers: give the SUB a moment to reach the server.
         await sleep(300);
         const encoder = new TextEncoder();
         for (let n = 0; n < 20; n++) nats.publish(subject, encoder.encode(JSON.stringify({ stream, data: JSON.stringify({ n }) })));
         await nats.flush();
-        const expected = Array.from({ length: 20 }, (_, n) => ({ identifier: id, message: { n } }));
-        await Promise.all(placed.map((p) => expectFrames(p.client, expected)));
-        await allQuiet(placed.map((p) => p.client));
+        await allGetNumbered(placed, id, 20);
         await closeAll(placed);
       });
     } finally {
@@ -199,18 +204,12 @@ describe('--workers 2: redisx broadcast adapter', () => {
     const redis = new Redis('redis://127.0.0.1:6379');
     try {
       await withCluster([...BASE, '--broadcast_adapter', 'redisx', '--redisx_stream', redisStream], async (cluster) => {
-        const { query } = await jwtQuery('redisx');
-        const placed = await connectSpread(cluster, 2, query);
-        const stream = unique('rx');
-        const id = streamId(stream);
-        for (const p of placed) await subscribe(p.client, id);
+        const { placed, stream, id } = await spreadOnStream(cluster, 'redisx', 'rx');
         // The group is created in the background at start; entries added before it are not for it.
         await waitUntil(async () => ((await redis.xinfo('GROUPS', redisStream).catch(() => [])) as unknown[][]).some((g) => g[1] === 'bx'), 'the consumer group exists');
         for (let n = 0; n < 10; n++) await redis.xadd(redisStream, '*', 'payload', JSON.stringify({ stream, data: JSON.stringify({ n }) }));
         await redis.xadd(redisStream, '*', 'payload', JSON.stringify([{ stream, data: '{"n":10}' }, { stream, data: '{"n":11}' }]));
-        const expected = Array.from({ length: 12 }, (_, n) => ({ identifier: id, message: { n } }));
-        await Promise.all(placed.map((p) => expectFrames(p.client, expected)));
-        await allQuiet(placed.map((p) => p.client));
+        await allGetNumbered(placed, id, 12);
         assert.equal(((await redis.xinfo('CONSUMERS', redisStream, 'bx')) as unknown[]).length, 1, 'the primary reads the stream, not each worker');
         await waitUntil(async () => (await redis.xlen(redisStream)) === 0, 'handled entries are deleted');
         await closeAll(placed);
@@ -327,11 +326,7 @@ describe('--workers 2: per-node semantics', () => {
 
   test('meta.exclude_socket: that one client gets nothing, every other subscriber on both workers gets it', async () => {
     await withCluster(BASE, async (cluster) => {
-      const { query } = await jwtQuery('exclude');
-      const placed = await connectSpread(cluster, 2, query);
-      const stream = unique('ex');
-      const id = streamId(stream);
-      for (const p of placed) await subscribe(p.client, id);
+      const { placed, stream, id } = await spreadOnStream(cluster, 'exclude', 'ex');
       // Excluded in turn: one client on worker 0, then one on worker 1, then nobody.
       const excluded = [onWorker(placed, 0)[0]!, onWorker(placed, 1)[0]!, null];
       for (const [n, who] of excluded.entries()) {
@@ -347,11 +342,7 @@ describe('--workers 2: per-node semantics', () => {
 
   test('a slow client is evicted with too_slow; the others on both workers keep receiving everything', async () => {
     await withCluster([...BASE, '--ws_max_pending_size', '65536'], async (cluster) => {
-      const { query } = await jwtQuery('slow');
-      const placed = await connectSpread(cluster, 2, query);
-      const stream = unique('firehose');
-      const id = streamId(stream);
-      for (const p of placed) await subscribe(p.client, id);
+      const { placed, stream, id } = await spreadOnStream(cluster, 'slow', 'firehose');
       const slow = onWorker(placed, 0)[0]!;
       const fast = placed.filter((p) => p !== slow);
       slow.client.pauseReading();

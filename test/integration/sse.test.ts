@@ -44,6 +44,15 @@ describe('SSE: streams, auth, events', () => {
   });
   after(() => server.stop());
 
+  /** A WebSocket client of the same user, past its welcome and subscribed to stream `name`. */
+  async function wsSubscribed(name: string): Promise<RawClient> {
+    const ws = await RawClient.connect(`${server.url}?jid=${token}`);
+    assert.equal(((await ws.next()) as { type: string }).type, 'welcome');
+    ws.subscribe(pubsubId(name));
+    assert.deepEqual(await ws.next(), { identifier: pubsubId(name), type: 'confirm_subscription' });
+    return ws;
+  }
+
   test('GET ?stream= streams exact bytes: stream headers, welcome, confirm, then unwrapped broadcasts', async () => {
     const name = `news_${suffix()}`;
     const stream = await SseStream.open(server.port, `/events?stream=${name}&jid=${token}`);
@@ -109,10 +118,7 @@ describe('SSE: streams, auth, events', () => {
     const name = `mixed_${suffix()}`;
     const sse = await openStream(server, `/events?stream=${name}&raw=0&jid=${token}`);
     await sse.next();
-    const ws = await RawClient.connect(`${server.url}?jid=${token}`);
-    await ws.next();
-    ws.subscribe(pubsubId(name));
-    await ws.next();
+    const ws = await wsSubscribed(name);
     const batch = Array.from({ length: 50 }, (_, n) => ({ stream: name, data: JSON.stringify({ n }) }));
     await broadcast(server.http, batch.slice(0, 25), BROADCAST_KEY);
     await broadcast(server.http, batch.slice(25), BROADCAST_KEY);
@@ -130,12 +136,7 @@ describe('SSE: streams, auth, events', () => {
     const id = pubsubId(name);
     const sse = await openStream(server, `/events?stream=${name}&raw=0&jid=${token}`);
     await sse.nextNonPing();
-    const [a, b] = [await RawClient.connect(`${server.url}?jid=${token}`), await RawClient.connect(`${server.url}?jid=${token}`)];
-    for (const c of [a, b]) {
-      await c.next();
-      c.subscribe(id);
-      await c.next();
-    }
+    const [a, b] = [await wsSubscribed(name), await wsSubscribed(name)];
     a.send({ command: 'whisper', identifier: id, data: { typing: 'a' } });
     const frame = `{"identifier":${JSON.stringify(id)},"message":{"typing":"a"}}`;
     assert.equal(await b.nextText(), frame);
@@ -152,10 +153,7 @@ describe('SSE: streams, auth, events', () => {
     await excluded.nextNonPing();
     const other = await openStream(server, `/events?stream=${name}&jid=${token}`);
     await other.nextNonPing();
-    const ws = await RawClient.connect(`${server.url}?jid=${token}`);
-    await ws.next();
-    ws.subscribe(pubsubId(name));
-    await ws.next();
+    const ws = await wsSubscribed(name);
     await broadcast(server.http, { stream: name, data: '{"n":1}', meta: { exclude_socket: sid } }, BROADCAST_KEY);
     await broadcast(server.http, { stream: name, data: '{"n":2}' }, BROADCAST_KEY);
     assert.equal((await other.nextNonPing()).data, '{"n":1}');

@@ -32,10 +32,10 @@ async function redisServer(args: readonly string[]): Promise<ChildProcess> {
 async function roundTrip(server: TestServer, publisher: Redis, channel: string): Promise<void> {
   const token = await signToken(TEST_SECRET, { ext: '{"user_id":"r"}' }, { expiresIn: 60 });
   const client = await RawClient.connect(`${server.url}?jid=${token}`);
-  await client.next();
+  assert.equal(((await client.next()) as { type: string }).type, 'welcome');
   const id = identifier('$pubsub', { stream_name: 's' });
   client.subscribe(id);
-  await client.next();
+  assert.deepEqual(await client.next(), { identifier: id, type: 'confirm_subscription' });
   await waitUntil(async () => ((await publisher.pubsub('NUMSUB', channel)) as [string, number])[1] === 1, 'cablecat subscribed to the channel', 8000);
   await publisher.publish(channel, JSON.stringify({ stream: 's', data: '"over redis"' }));
   assert.deepEqual(await client.next(), { identifier: id, message: 'over redis' });

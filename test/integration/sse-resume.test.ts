@@ -53,9 +53,10 @@ describe('SSE with a broker: event ids and Last-Event-ID resume', () => {
     const user = `u_${suffix()}`;
     const t = await userToken(user);
     const ws = await RawClient.connect(`${server.url}?jid=${token}`);
-    await ws.next();
-    ws.subscribe(identifier('$pubsub', { stream_name: name }));
-    await ws.next();
+    assert.equal(((await ws.next()) as { type: string }).type, 'welcome');
+    const wsId = identifier('$pubsub', { stream_name: name });
+    ws.subscribe(wsId);
+    assert.deepEqual(await ws.next(), { identifier: wsId, type: 'confirm_subscription' });
 
     const first = await SseStream.open(server.port, `/events?stream=${name}&jid=${t}`);
     await first.nextOf('confirm_subscription');

@@ -68,9 +68,16 @@ function parseOne(value: unknown, at: string, trusted: boolean): Publication | s
     presence = type === 'presence';
     transient = tr === true || presence;
   }
+  // Optional fields are set only when present (no spreads: this runs once per broadcast per node).
+  const pub: Mutable<StreamBroadcast> = { kind: 'broadcast', stream, data: text, excludeSocket };
+  if (transient) pub.transient = true;
+  if (presence) pub.presence = true;
   const position = trusted ? parsePosition(obj) : undefined;
-  return { kind: 'broadcast', stream, data: text, excludeSocket, ...(transient ? { transient } : {}), ...(presence ? { presence } : {}), ...(position ? { position } : {}) };
+  if (position) pub.position = position;
+  return pub;
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * One object or an array of them (a batch). All-or-nothing: one bad entry rejects the payload.
@@ -101,13 +108,18 @@ export function parsePublicationsText(text: string, trusted = false): ParseResul
 /** The wire form used between nodes (Redis/NATS pub/sub), stream position included. */
 export function encodePublication(pub: Publication): string {
   if (pub.kind === 'disconnect') return JSON.stringify({ command: 'disconnect', payload: { identifier: pub.identifier, reconnect: pub.reconnect } });
-  const meta = pub.excludeSocket || pub.transient || pub.presence
-    ? { meta: {
-      ...(pub.excludeSocket ? { exclude_socket: pub.excludeSocket } : {}),
-      ...(pub.transient ? { transient: true } : {}),
-      ...(pub.presence ? { broadcast_type: 'presence' } : {}),
-    } }
-    : {};
-  const position = pub.position ? { epoch: pub.position.epoch, offset: pub.position.offset } : {};
-  return JSON.stringify({ stream: pub.stream, data: pub.data, ...meta, ...position });
+  // Built field by field in the wire's key order (stream, data, meta, epoch, offset): no spreads per publication.
+  const wire: { stream: string; data: string; meta?: Record<string, string | boolean>; epoch?: string; offset?: number } = { stream: pub.stream, data: pub.data };
+  if (pub.excludeSocket || pub.transient || pub.presence) {
+    const meta: Record<string, string | boolean> = {};
+    if (pub.excludeSocket) meta.exclude_socket = pub.excludeSocket;
+    if (pub.transient) meta.transient = true;
+    if (pub.presence) meta.broadcast_type = 'presence';
+    wire.meta = meta;
+  }
+  if (pub.position) {
+    wire.epoch = pub.position.epoch;
+    wire.offset = pub.position.offset;
+  }
+  return JSON.stringify(wire);
 }

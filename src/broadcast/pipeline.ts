@@ -25,6 +25,10 @@ export class BroadcastPipeline implements PublicationSink {
     private readonly sequencer: BroadcastSequencer | null = null,
   ) {}
 
+  /** The sequencer's emit callbacks, made once rather than a closure per publication. */
+  private readonly routeFanout = (pub: Publication): boolean => this.route(pub, true);
+  private readonly routePoint = (pub: Publication): boolean => this.route(pub, false);
+
   /** Counts and routes; false when pub/sub refused any of them (already counted as failed there). */
   accept(pubs: readonly Publication[], fanout: boolean): boolean {
     let all = true;
@@ -34,9 +38,7 @@ export class BroadcastPipeline implements PublicationSink {
       if (this.sequencer !== null) {
         // The sequencer emits at once unless the broker is slow; a refusal seen later is only counted.
         // Remote commands go through it too, so a disconnect never overtakes an earlier broadcast.
-        let refused = false;
-        this.sequencer.accept(pub, (positioned) => { if (!this.route(positioned, fanout)) refused = true; });
-        if (refused) all = false;
+        if (!this.sequencer.accept(pub, fanout ? this.routeFanout : this.routePoint)) all = false;
       } else if (!this.route(pub, fanout)) {
         all = false;
       }

@@ -30,13 +30,14 @@ export class BroadcastSequencer {
   /**
    * `emit` gets the publication (a broadcast with its position) after every one accepted before it.
    * Remote commands are not stored but keep their place: a disconnect never overtakes a broadcast.
+   * False only when `emit` ran at once and returned false (a refusal seen later is not reported).
    */
-  accept(pub: Publication, emit: (pub: Publication) => void): void {
+  accept(pub: Publication, emit: (pub: Publication) => unknown): boolean {
     // Not stored (commands, whispers) or already stored (from another node): only the order matters.
     if (pub.kind !== 'broadcast' || pub.transient || pub.position) {
-      if (this.tail === null) emit(pub);
-      else this.after(Promise.resolve(null), pub, emit);
-      return;
+      if (this.tail === null) return emit(pub) !== false;
+      this.after(Promise.resolve(null), pub, emit);
+      return true;
     }
     let stored: StreamPosition | Promise<StreamPosition>;
     try {
@@ -44,15 +45,13 @@ export class BroadcastSequencer {
     } catch (err) {
       stored = Promise.reject(err);
     }
-    if (!(stored instanceof Promise) && this.tail === null) {
-      emit({ ...pub, position: stored });
-      return;
-    }
+    if (!(stored instanceof Promise) && this.tail === null) return emit({ ...pub, position: stored }) !== false;
     this.after(Promise.resolve(stored), pub, emit);
+    return true;
   }
 
   /** Emits `pub` once everything before it was emitted and its own position is known. */
-  private after(stored: Promise<StreamPosition | null>, pub: Publication, emit: (pub: Publication) => void): void {
+  private after(stored: Promise<StreamPosition | null>, pub: Publication, emit: (pub: Publication) => unknown): void {
     if (this.waiting >= MAX_WAITING) {
       this.metrics.counters.failed_broadcast_msg_total++;
       this.quiet.warn('overflow', { waiting: this.waiting }, 'broadcast refused: too many waiting for the broker');
@@ -65,7 +64,7 @@ export class BroadcastSequencer {
     const next: Promise<void> = previous
       .then(() => stored)
       .then(
-        (position) => emit(position && pub.kind === 'broadcast' ? { ...pub, position } : pub),
+        (position) => { emit(position && pub.kind === 'broadcast' ? { ...pub, position } : pub); },
         (err: unknown) => {
           this.quiet.warn('append', { err: String(err) }, 'broker could not store a broadcast; delivered without a position');
           emit(pub);

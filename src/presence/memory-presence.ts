@@ -1,30 +1,18 @@
 import type { ExpiredLeave, JoinOutcome, PresenceKey, PresenceSnapshot, PresenceStore } from './presence-store.js';
+import { ExpiryOrder, type SessionPresence } from './expiry-order.js';
 
 interface Member {
   info: string;
   readonly sids: Set<string>;
 }
 
-interface SessionPresence {
-  readonly stream: string;
-  readonly sid: string;
-  readonly pid: string;
-  expiresAtMs: number;
-}
-
-/** Map key of a (stream, sid) pair; JSON keeps any stream name unambiguous. */
-function pairKey(stream: string, sid: string): string {
-  return JSON.stringify([stream, sid]);
-}
-
 /**
- * Presence for one node. Members keep join order (the info reply lists them so). Session presences
- * sit in a map ordered by expiry: every join/touch re-inserts at the end with now + TTL (the TTL is
- * the same for all), so a sweep stops at the first live entry instead of scanning everything.
+ * Presence for one node. Members keep join order (the info reply lists them so); session presences
+ * are kept in expiry order.
  */
 export class MemoryPresence implements PresenceStore {
   private readonly streams = new Map<string, Map<string, Member>>();
-  private readonly sessions = new Map<string, SessionPresence>();
+  private readonly sessions = new ExpiryOrder();
 
   constructor(private readonly ttlS: number, private readonly now: () => number = Date.now) {}
 
@@ -33,11 +21,9 @@ export class MemoryPresence implements PresenceStore {
   }
 
   joinNow(stream: string, sid: string, pid: string, info: string): JoinOutcome {
-    const key = pairKey(stream, sid);
-    const existing = this.sessions.get(key);
+    const existing = this.sessions.get(stream, sid);
     if (existing && existing.pid !== pid) return { ok: false, error: 'id_mismatch' };
-    this.sessions.delete(key);
-    this.sessions.set(key, { stream, sid, pid, expiresAtMs: this.now() + this.ttlS * 1000 });
+    this.sessions.set({ stream, sid, pid, expiresAtMs: this.now() + this.ttlS * 1000 });
     let members = this.streams.get(stream);
     if (!members) {
       members = new Map();
@@ -54,10 +40,8 @@ export class MemoryPresence implements PresenceStore {
   }
 
   async leave(stream: string, sid: string): Promise<string | null> {
-    const key = pairKey(stream, sid);
-    const entry = this.sessions.get(key);
+    const entry = this.sessions.take(stream, sid);
     if (!entry) return null;
-    this.sessions.delete(key);
     return this.removeSession(entry) ? entry.pid : null;
   }
 
@@ -83,14 +67,7 @@ export class MemoryPresence implements PresenceStore {
 
   async touch(keys: readonly PresenceKey[]): Promise<void> {
     const expiresAtMs = this.now() + this.ttlS * 1000;
-    for (const { stream, sid } of keys) {
-      const key = pairKey(stream, sid);
-      const entry = this.sessions.get(key);
-      if (!entry) continue;
-      entry.expiresAtMs = expiresAtMs;
-      this.sessions.delete(key);
-      this.sessions.set(key, entry);
-    }
+    for (const { stream, sid } of keys) this.sessions.touch(stream, sid, expiresAtMs);
   }
 
   async expire(): Promise<readonly ExpiredLeave[]> {
@@ -98,11 +75,8 @@ export class MemoryPresence implements PresenceStore {
   }
 
   expireNow(): ExpiredLeave[] {
-    const now = this.now();
     const leaves: ExpiredLeave[] = [];
-    for (const [key, entry] of this.sessions) {
-      if (entry.expiresAtMs > now) break;
-      this.sessions.delete(key);
+    for (const entry of this.sessions.takeExpired(this.now())) {
       if (this.removeSession(entry)) leaves.push({ stream: entry.stream, id: entry.pid });
     }
     return leaves;

@@ -1,5 +1,6 @@
 import { nanos, type KV, type KvEntry, type NatsConnection, type QueuedIterator } from 'nats';
 import type { ExpiredLeave, JoinOutcome, PresenceKey, PresenceRecord, PresenceSnapshot, PresenceStore } from './presence-store.js';
+import { ExpiryOrder, type SessionPresence } from './expiry-order.js';
 
 /** Requests to JetStream give up after this. */
 const REQUEST_TIMEOUT_MS = 3000;
@@ -16,23 +17,12 @@ interface StoredMember {
   s: Record<string, number>;
 }
 
-interface LocalPresence {
-  readonly stream: string;
-  readonly sid: string;
-  readonly pid: string;
-  expiresAtMs: number;
-}
-
 function encodeToken(text: string): string {
   return Buffer.from(text, 'utf8').toString('base64url') || '_';
 }
 
 function decodeToken(token: string): string {
   return token === '_' ? '' : Buffer.from(token, 'base64url').toString('utf8');
-}
-
-function pairKey(stream: string, sid: string): string {
-  return JSON.stringify([stream, sid]);
 }
 
 function readMember(entry: KvEntry | null): StoredMember | null {
@@ -75,7 +65,7 @@ const KEEP = Symbol('keep');
  */
 export class NatsPresence implements PresenceStore {
   private kv: KV | null = null;
-  private readonly local = new Map<string, LocalPresence>();
+  private readonly local = new ExpiryOrder();
 
   constructor(private readonly bucket: string, private readonly ttlS: number, private readonly now: () => number = Date.now) {}
 
@@ -138,8 +128,7 @@ export class NatsPresence implements PresenceStore {
   }
 
   async join(stream: string, sid: string, pid: string, info: string): Promise<JoinOutcome> {
-    const key = pairKey(stream, sid);
-    const existing = this.local.get(key);
+    const existing = this.local.get(stream, sid);
     if (existing && existing.pid !== pid) return { ok: false, error: 'id_mismatch' };
     const expiresAtMs = this.now() + this.ttlS * 1000;
     const joined = await this.change(stream, pid, (member) => {
@@ -148,21 +137,18 @@ export class NatsPresence implements PresenceStore {
       live[sid] = expiresAtMs;
       return { next: { i: info, s: live }, result: isNew };
     });
-    this.local.delete(key);
-    this.local.set(key, { stream, sid, pid, expiresAtMs });
+    this.local.set({ stream, sid, pid, expiresAtMs });
     return { ok: true, joined };
   }
 
   async leave(stream: string, sid: string): Promise<string | null> {
-    const key = pairKey(stream, sid);
-    const entry = this.local.get(key);
+    const entry = this.local.take(stream, sid);
     if (!entry) return null;
-    this.local.delete(key);
     return (await this.removeRemote(entry)) ? entry.pid : null;
   }
 
   /** True when the session was the pid's last live one on the stream. */
-  private removeRemote(entry: LocalPresence): Promise<boolean> {
+  private removeRemote(entry: SessionPresence): Promise<boolean> {
     return this.change(entry.stream, entry.pid, (member) => {
       if (!member || !(entry.sid in member.s)) return { next: KEEP, result: false };
       const live = liveSessions(member, this.orphanedBefore());
@@ -200,15 +186,10 @@ export class NatsPresence implements PresenceStore {
 
   async touch(keys: readonly PresenceKey[]): Promise<void> {
     const expiresAtMs = this.now() + this.ttlS * 1000;
-    const due: LocalPresence[] = [];
+    const due: SessionPresence[] = [];
     for (const { stream, sid } of keys) {
-      const key = pairKey(stream, sid);
-      const entry = this.local.get(key);
-      if (!entry) continue;
-      entry.expiresAtMs = expiresAtMs;
-      this.local.delete(key);
-      this.local.set(key, entry);
-      due.push(entry);
+      const entry = this.local.touch(stream, sid, expiresAtMs);
+      if (entry) due.push(entry);
     }
     for (let i = 0; i < due.length; i += TOUCH_PARALLEL) {
       await Promise.all(due.slice(i, i + TOUCH_PARALLEL).map((entry) => this.change(entry.stream, entry.pid, (member) => {
@@ -220,13 +201,7 @@ export class NatsPresence implements PresenceStore {
   }
 
   async expire(): Promise<readonly ExpiredLeave[]> {
-    const now = this.now();
-    const due: LocalPresence[] = [];
-    for (const [key, entry] of this.local) {
-      if (entry.expiresAtMs > now) break;
-      this.local.delete(key);
-      due.push(entry);
-    }
+    const due = this.local.takeExpired(this.now());
     const leaves: ExpiredLeave[] = [];
     for (const entry of due) {
       if (await this.removeRemote(entry)) leaves.push({ stream: entry.stream, id: entry.pid });

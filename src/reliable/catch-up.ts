@@ -59,9 +59,7 @@ export class Hold {
 
   /** True when a history entry need not be sent: the client has it, or got it live after an expired restore hold. */
   historyHas(position: StreamPosition): boolean {
-    if (this.covers(position)) return true;
-    const d = this.deliveredLiveFrom;
-    return d !== null && position.epoch === d.epoch && position.offset >= d.offset;
+    return this.covers(position) || atOrAfter(position, this.deliveredLiveFrom);
   }
 
   /** True when the client already has this message. */
@@ -69,8 +67,7 @@ export class Hold {
     if (position === null) return false;
     const w = this.watermark;
     if (w !== null && position.epoch === w.epoch && position.offset <= w.offset) return true;
-    const live = this.liveFrom;
-    return live !== null && position.epoch === live.epoch && position.offset >= live.offset;
+    return atOrAfter(position, this.liveFrom);
   }
 
   raise(position: StreamPosition): void {
@@ -79,10 +76,11 @@ export class Hold {
   }
 }
 
-/**
- * The registry of holds. The node tells it about every broadcast it delivers; while a stream has
- * holds, their sessions' copies are buffered here instead of reaching the socket through the topic.
- */
+/** True when `position` lies at or after `start` in the same epoch. */
+function atOrAfter(position: StreamPosition, start: StreamPosition | null): boolean {
+  return start !== null && position.epoch === start.epoch && position.offset >= start.offset;
+}
+
 /** What an expired restore hold leaves for the history request that comes late. */
 interface AfterExpiry {
   readonly sid: string;
@@ -95,13 +93,17 @@ interface AfterExpiry {
 /** How long a late history request is remembered for (far longer than any client waits to send it). */
 const AFTER_EXPIRY_MS = 60_000;
 
+/**
+ * The registry of holds. The node tells it about every broadcast it delivers; while a stream has
+ * holds, their sessions' copies are buffered here instead of reaching the socket through the topic.
+ */
 export class CatchUp {
   private readonly byStream = new Map<string, Set<Hold>>();
   private readonly byKey = new Map<string, Hold>();
   /** Subscriptions whose restore hold ran out, by hold key. */
   private readonly afterExpiry = new Map<string, AfterExpiry>();
-  /** Stream → keys of afterExpiry still waiting for their first live message. */
-  private readonly awaitingLive = new Map<string, Set<string>>();
+  /** Stream → entries of afterExpiry still waiting for their first live message. */
+  private readonly awaitingLive = new Map<string, Set<AfterExpiry>>();
 
   constructor(private readonly gate: TopicGate) {}
 
@@ -160,26 +162,22 @@ export class CatchUp {
 
   /** The first positioned message after an expired restore hold marks where the client's live copy begins. */
   private noteLive(stream: string, position: StreamPosition, excludeSid: string | null): void {
-    const keys = this.awaitingLive.get(stream);
-    if (!keys) return;
-    for (const key of [...keys]) {
-      const entry = this.afterExpiry.get(key);
-      if (entry === undefined) {
-        keys.delete(key);
-      } else if (entry.sid !== excludeSid) {
-        entry.liveFrom = position;
-        keys.delete(key);
-      }
+    const waiting = this.awaitingLive.get(stream);
+    if (!waiting) return;
+    for (const entry of waiting) {
+      if (entry.sid === excludeSid) continue;
+      entry.liveFrom = position;
+      waiting.delete(entry);
     }
-    if (keys.size === 0) this.awaitingLive.delete(stream);
+    if (waiting.size === 0) this.awaitingLive.delete(stream);
   }
 
   private takeAfterExpiry(key: string): AfterExpiry | undefined {
     const entry = this.afterExpiry.get(key);
     if (entry === undefined) return undefined;
     this.afterExpiry.delete(key);
-    const keys = this.awaitingLive.get(entry.stream);
-    if (keys?.delete(key) && keys.size === 0) this.awaitingLive.delete(entry.stream);
+    const waiting = this.awaitingLive.get(entry.stream);
+    if (waiting?.delete(entry) && waiting.size === 0) this.awaitingLive.delete(entry.stream);
     return entry;
   }
 
@@ -189,11 +187,12 @@ export class CatchUp {
     if (this.afterExpiry.size >= 256) {
       for (const [k, e] of this.afterExpiry) if (now - e.at > AFTER_EXPIRY_MS) this.takeAfterExpiry(k);
     }
-    this.afterExpiry.set(key, { sid: hold.client.sid, stream: hold.stream, liveFrom: firstSent, at: now });
+    const entry: AfterExpiry = { sid: hold.client.sid, stream: hold.stream, liveFrom: firstSent, at: now };
+    this.afterExpiry.set(key, entry);
     if (firstSent === null) {
-      let keys = this.awaitingLive.get(hold.stream);
-      if (!keys) this.awaitingLive.set(hold.stream, keys = new Set());
-      keys.add(key);
+      let waiting = this.awaitingLive.get(hold.stream);
+      if (!waiting) this.awaitingLive.set(hold.stream, waiting = new Set());
+      waiting.add(entry);
     }
   }
 

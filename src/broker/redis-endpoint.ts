@@ -76,14 +76,6 @@ export function ioredisArgs(target: RedisTarget): { readonly url: string | null;
   };
 }
 
-/** The URL to show in logs: password masked; in sentinel mode, the master name and the sentinels. */
-export function describeTarget(target: RedisTarget): string {
-  const mask = (url: string): string => url.replace(/\/\/([^@/]*)@/, '//******@');
-  if (typeof target === 'string') return mask(target);
-  if (target.sentinels.length === 0) return mask(target.url);
-  return `${mask(target.url)} via sentinels ${target.sentinels.map((s) => s.replace(/^[^@]*@/, '')).join(',')}`;
-}
-
 /** Redis with anycable-go's sentinel and TLS options, for every Redis client of the node (pub/sub, broadcasts, broker). */
 export function redisTarget(config: Config): RedisTarget {
   return redisEndpoint(config.redisUrl, config.redisSentinels, {

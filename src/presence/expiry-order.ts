@@ -1,14 +1,11 @@
+import { pairKey } from './presence-store.js';
+
 /** One session's presence on one stream, as the node holding the session keeps it. */
 export interface SessionPresence {
   readonly stream: string;
   readonly sid: string;
   readonly pid: string;
   expiresAtMs: number;
-}
-
-/** Map key of a (stream, sid) pair; JSON keeps any stream name unambiguous. */
-function pairKey(stream: string, sid: string): string {
-  return JSON.stringify([stream, sid]);
 }
 
 /**

@@ -27,6 +27,11 @@ export interface PresenceKey {
   readonly sid: string;
 }
 
+/** A (stream, sid) pair as one string (map key, Redis expiry member): JSON keeps any stream name unambiguous. */
+export function pairKey(stream: string, sid: string): string {
+  return JSON.stringify([stream, sid]);
+}
+
 export type JoinOutcome =
   /** `joined`: the pid is new on the stream, so a join event is due. */
   | { readonly ok: true; readonly joined: boolean }

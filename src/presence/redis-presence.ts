@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { ExpiredLeave, JoinOutcome, PresenceKey, PresenceRecord, PresenceSnapshot, PresenceStore } from './presence-store.js';
+import { pairKey, type ExpiredLeave, type JoinOutcome, type PresenceKey, type PresenceRecord, type PresenceSnapshot, type PresenceStore } from './presence-store.js';
 import { withTimeout } from '../broker/with-timeout.js';
 
 /** A presence call gives up after this, so a client is not held by a dead Redis. */
@@ -90,7 +90,7 @@ export class RedisPresence implements PresenceStore {
   async join(stream: string, sid: string, pid: string, info: string): Promise<JoinOutcome> {
     this.checkUp();
     const reply = await timed(
-      this.joinScript(...this.streamKeys(stream), sid, pid, info, this.now() + this.ttlS * 1000, member(stream, sid)),
+      this.joinScript(...this.streamKeys(stream), sid, pid, info, this.now() + this.ttlS * 1000, pairKey(stream, sid)),
     );
     if (reply === -1) return { ok: false, error: 'id_mismatch' };
     return { ok: true, joined: reply === 1 };
@@ -98,7 +98,7 @@ export class RedisPresence implements PresenceStore {
 
   async leave(stream: string, sid: string): Promise<string | null> {
     this.checkUp();
-    const reply = await timed(this.leaveScript(...this.streamKeys(stream), sid, member(stream, sid), ''));
+    const reply = await timed(this.leaveScript(...this.streamKeys(stream), sid, pairKey(stream, sid), ''));
     return typeof reply === 'string' ? reply : null;
   }
 
@@ -116,7 +116,7 @@ export class RedisPresence implements PresenceStore {
     const pipeline = this.client.pipeline();
     for (let i = 0; i < keys.length; i += TOUCH_CHUNK) {
       const args: Array<string | number> = [];
-      for (const { stream, sid } of keys.slice(i, i + TOUCH_CHUNK)) args.push(score, member(stream, sid));
+      for (const { stream, sid } of keys.slice(i, i + TOUCH_CHUNK)) args.push(score, pairKey(stream, sid));
       // XX: a presence that expired (or left) meanwhile is not brought back.
       pipeline.zadd(this.expiryKey, 'XX', ...args);
     }
@@ -155,11 +155,7 @@ declare module 'ioredis' {
   }
 }
 
-/** The expiry set's member for a (stream, sid) pair: JSON keeps any stream name unambiguous. */
-function member(stream: string, sid: string): string {
-  return JSON.stringify([stream, sid]);
-}
-
+/** The pair back from an expiry member (see pairKey). */
 function parseMember(text: string): PresenceKey | null {
   try {
     const value: unknown = JSON.parse(text);

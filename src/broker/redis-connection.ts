@@ -1,7 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.js';
 import { RateLimitedLog } from '../logging/rate-limited.js';
-import { maskUrlsIn } from '../logging/mask.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { ioredisArgs, type RedisTarget } from './redis-endpoint.js';
 
@@ -41,9 +40,4 @@ export function connectRedis(target: RedisTarget, role: string, metrics: Metrics
   });
   client.on('error', (err: Error) => quiet.warn('error', { err: err.message }, 'redis error'));
   return client;
-}
-
-/** Masks the credentials of a URL for logs. */
-export function redactUrl(url: string): string {
-  return maskUrlsIn(url);
 }

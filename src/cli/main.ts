@@ -131,7 +131,6 @@ async function main(argv: readonly string[]): Promise<void> {
       exitNow(1);
     });
   }
-  const { redactUrl } = await import('../broker/redis-connection.js');
   logger.info({
     version: VERSION,
     uws: uwsId,
@@ -143,7 +142,7 @@ async function main(argv: readonly string[]): Promise<void> {
     auth: authModes(config),
     broadcast: config.broadcastAdapters,
     pubsub: config.pubsub,
-    rpc: config.norpc ? 'disabled' : redactUrl(config.rpcHost),
+    rpc: config.norpc ? 'disabled' : maskUrlsIn(config.rpcHost),
   }, 'cablecat started');
   if (verdict.kind === 'generated') {
     const { quickStartText, quickStartValues } = await import('./quick-start.js');

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { RawClient, identifier } from '../helpers/ws-client.js';
 import { RpcApp } from '../helpers/rpc-app.js';
+import { availableParallelism } from 'node:os';
+import { loadConfig } from '../../src/config/load.js';
 
 const ROOT = process.cwd();
 const CLI = join(ROOT, 'bin/cablecat.js');
@@ -93,6 +95,10 @@ describe('cablecat --workers 2 (the CLI process)', () => {
       const r = spawnSync(process.execPath, [CLI, '--workers', bad, ...ARGS], { encoding: 'utf8', env: BASE_ENV, timeout: 20_000 });
       assert.equal(r.status, 2, `--workers ${bad}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`--workers: "${bad.replace('.', '\\.')}" must be auto or a number from 1 to 256`));
+    }
+    // auto is one worker per core (at most 256), from the flag or the env.
+    for (const [argv, env] of [[['--workers', 'auto'], {}], [[], { ANYCABLE_WORKERS: 'auto' }]] as const) {
+      assert.equal(loadConfig([...argv], env).config.workers, Math.min(256, availableParallelism()));
     }
     const env = spawnSync(process.execPath, [CLI, '--print-config', ...ARGS], { encoding: 'utf8', env: { ...BASE_ENV, ANYCABLE_WORKERS: 'auto' }, timeout: 20_000 });
     assert.equal(env.status, 0, env.stderr);

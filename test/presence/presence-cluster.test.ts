@@ -50,7 +50,8 @@ for (const [name, brokerArgs] of clusters) describe(`presence across two nodes (
   let node1: TestServer;
   let node2: TestServer;
   before(async () => {
-    const args = ['--public', ...brokerArgs, '--presence_ttl', '1'];
+    // A TTL of 2 s: with 1 s, a refresh (every TTL/2) late on a loaded machine let a live presence expire.
+    const args = ['--public', ...brokerArgs, '--presence_ttl', '2'];
     node1 = await startServer(args);
     node2 = await startServer(args);
     await waitUntil(async () => await brokerUp(node1) && await brokerUp(node2), 'both nodes reach the broker', 10_000);

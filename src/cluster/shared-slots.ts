@@ -1,12 +1,6 @@
 import { CancelledError, type CallSlots } from '../rpc/semaphore.js';
+import { WaitQueue } from '../rpc/wait-queue.js';
 import { heldSlotsCell, RPC_GENERATION, RPC_IN_USE } from './shared-cells.js';
-
-interface Waiter {
-  readonly resolve: () => void;
-  readonly reject: (e: Error) => void;
-  readonly signal: AbortSignal;
-  readonly onAbort: () => void;
-}
 
 /** Bounds a wait so a wake-up lost between threads costs at most this long. */
 const MAX_WAIT_MS = 250;
@@ -18,7 +12,7 @@ const MAX_WAIT_MS = 250;
  */
 export class SharedSlots implements CallSlots {
   private readonly cells: Int32Array;
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new WaitQueue();
   private watching = false;
   /** This worker's own count of held slots, so the primary can reclaim them if the worker dies. */
   private readonly heldCell: number;
@@ -29,25 +23,15 @@ export class SharedSlots implements CallSlots {
   }
 
   get pending(): number {
-    return this.waiters.length;
+    return this.waiters.size;
   }
 
   acquire(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return Promise.reject(new CancelledError());
-    if (this.waiters.length === 0 && this.take()) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve, reject, signal,
-        onAbort: () => {
-          const at = this.waiters.indexOf(waiter);
-          if (at >= 0) this.waiters.splice(at, 1);
-          reject(new CancelledError());
-        },
-      };
-      this.waiters.push(waiter);
-      signal.addEventListener('abort', waiter.onAbort, { once: true });
-      this.watch();
-    });
+    if (this.waiters.size === 0 && this.take()) return Promise.resolve();
+    const waiting = this.waiters.wait(signal);
+    this.watch();
+    return waiting;
   }
 
   release(): void {
@@ -71,10 +55,9 @@ export class SharedSlots implements CallSlots {
 
   /** Hands free slots to this thread's waiters, oldest first. */
   private serve(): void {
-    while (this.waiters.length > 0 && this.take()) {
-      const waiter = this.waiters.shift() as Waiter;
-      waiter.signal.removeEventListener('abort', waiter.onAbort);
-      waiter.resolve();
+    while (this.waiters.size > 0 && this.take()) {
+      // The queue is not empty, so the slot taken is handed over.
+      this.waiters.wake();
     }
   }
 
@@ -84,7 +67,7 @@ export class SharedSlots implements CallSlots {
     // Read the generation before trying: a release after this read ends the wait at once.
     const generation = Atomics.load(this.cells, RPC_GENERATION);
     this.serve();
-    if (this.waiters.length === 0) return;
+    if (this.waiters.size === 0) return;
     this.watching = true;
     const wait = Atomics.waitAsync(this.cells, RPC_GENERATION, generation, MAX_WAIT_MS);
     const again = (): void => {

@@ -157,6 +157,17 @@ describe('without a broker', () => {
   });
 });
 
+/** A client that got message 1 of `stream`, then left; 2 and 3 were broadcast while it was away. */
+async function leftAfterOne(server: TestServer, stream: string): Promise<{ first: Awaited<ReturnType<typeof connectExt>>; id: string; seen: Positioned }> {
+  const first = await connectExt(server);
+  const id = await subscribeStream(first.client, stream);
+  await publishEach(server, stream, 1);
+  const seen = (await first.client.next()) as Positioned;
+  await first.client.close();
+  await publishEach(server, stream, 2, 3);
+  return { first, id, seen };
+}
+
 describe('memory broker: session recovery', () => {
   let server: TestServer;
   before(async () => {
@@ -166,12 +177,7 @@ describe('memory broker: session recovery', () => {
 
   test('?sid= restores the session: new sid, restored_ids, streams back; history catches up on what was missed, once', async () => {
     const stream = `s-${unique()}`;
-    const first = await connectExt(server);
-    const id = await subscribeStream(first.client, stream);
-    await publishEach(server, stream, 1);
-    const seen = (await first.client.next()) as Positioned;
-    await first.client.close();
-    await publishEach(server, stream, 2, 3);
+    const { first, id, seen } = await leftAfterOne(server, stream);
     const restoredBefore = server.app.metrics.counters.sessions_restored_total;
     const second = await connectExt(server, { query: `&sid=${String(first.welcome.sid)}` });
     assert.equal(typeof second.welcome.sid, 'string');
@@ -194,12 +200,7 @@ describe('memory broker: session recovery', () => {
   test('a history request that comes after the restore hold ran out gets only what the client did not get live, once', async () => {
     for (const liveDuringHold of [true, false]) {
       const stream = `s-${unique()}`;
-      const first = await connectExt(server);
-      const id = await subscribeStream(first.client, stream);
-      await publishEach(server, stream, 1);
-      const seen = (await first.client.next()) as Positioned;
-      await first.client.close();
-      await publishEach(server, stream, 2, 3);
+      const { first, id, seen } = await leftAfterOne(server, stream);
       const second = await connectExt(server, { query: `&sid=${String(first.welcome.sid)}` });
       assert.equal(second.welcome.restored, true);
       // The client is slow to ask for history: live messages go out when the hold runs out (after 1 s).
